@@ -1,0 +1,25 @@
+"""Data: folder pairing, datalists and splits, the CRD download, the embedded sample and synthetic radiographs."""
+
+from pipeline.data.datalist import SPLIT_NAMES, datalist_hash, prepare_datalist, read_split_file
+from pipeline.data.kaggle import CRD_HANDLE, DatasetUnavailableError, download_crd, find_dataset_root
+from pipeline.data.pairing import PairingReport, file_stem, image_size, list_image_files, pair_folder
+from pipeline.data.resolve import SAMPLE_NAME, resolve_dataset_dir, sample_dir
+
+__all__ = [
+    "CRD_HANDLE",
+    "SAMPLE_NAME",
+    "SPLIT_NAMES",
+    "DatasetUnavailableError",
+    "PairingReport",
+    "datalist_hash",
+    "download_crd",
+    "file_stem",
+    "find_dataset_root",
+    "image_size",
+    "list_image_files",
+    "pair_folder",
+    "prepare_datalist",
+    "read_split_file",
+    "resolve_dataset_dir",
+    "sample_dir",
+]

@@ -1,0 +1,146 @@
+"""Read a radiograph from DICOM with explicit, owned photometrics.
+
+MONAI's ``PydicomReader`` does not invert MONOCHROME1 and its ``ITKReader`` does, so the pipeline does this step
+itself: decode (pydicom with the pylibjpeg / gdcm plugins for compressed syntaxes), mask to ``BitsStored``, apply the
+modality LUT (rescale slope / intercept or a LUT sequence), optionally the VOI LUT or window, then invert
+MONOCHROME1 so that every image leaves here in MONOCHROME2 polarity (bright = dense), as a radiologist sees it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.io.image import ImageReadError, UnsupportedImageError, XRayImage
+
+__all__ = ["read_dicom", "dicom_value_range"]
+
+_GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
+
+
+def dicom_value_range(ds: Any, voi_applied: bool = False) -> tuple[float, float]:
+    """The range of values after the modality LUT (and, if applied, the VOI LUT or window).
+
+    Follows the output-range rules that pydicom's ``apply_windowing`` uses (DICOM PS3.3 C.11.1.1.1 / C.11.2.1.2):
+    the stored range from ``BitsStored`` and ``PixelRepresentation``, mapped through the rescale, or the bit depth
+    of a LUT when a LUT sequence is used.
+    """
+    if voi_applied and ds.get("VOILUTSequence"):
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**bits - 1)
+    if ds.get("ModalityLUTSequence"):
+        bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**bits - 1)
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2**bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    lo, hi = lo * slope + intercept, hi * slope + intercept
+    return (min(lo, hi), max(lo, hi))
+
+
+def _spacing(ds: Any) -> tuple[float, float] | None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is not None and len(value) == 2:
+            try:
+                row, col = float(value[0]), float(value[1])
+            except (TypeError, ValueError):
+                continue
+            if row > 0 and col > 0:
+                return (row, col)
+    return None
+
+
+def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = False) -> XRayImage:
+    """Read a single-frame grayscale radiograph from a DICOM file.
+
+    Args:
+        path: the DICOM file (any extension or none; files without the 128-byte preamble are accepted).
+        voi: apply the VOI LUT, or the first window centre/width, when the file has one. Defaults to False, which
+            keeps the full modality range (the model sees all the information; scaling happens later).
+        stop_before_pixels: read only the header (``pixels`` is then an empty array); used by selection rules.
+
+    Returns:
+        An :class:`~pipeline.io.image.XRayImage` in MONOCHROME2 polarity with ``spacing`` from ``PixelSpacing``
+        or ``ImagerPixelSpacing`` and the UIDs in ``meta``.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated, not DICOM, has no pixel data, or cannot be decoded
+            (for example a compressed transfer syntax whose decoder plugin is not installed).
+        UnsupportedImageError: colour or multi-frame images, which the pipeline refuses with a reason.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        try:
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        except Exception as err:  # noqa: BLE001 - any parser failure means "not DICOM"
+            raise ImageReadError(f"{path}: not a DICOM file ({err}).") from err
+        if "SOPClassUID" not in ds and "PixelData" not in ds:
+            raise ImageReadError(f"{path}: not a DICOM file (no DICOM header found).")
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{path}: file not found.") from err
+    except Exception as err:  # noqa: BLE001 - truncated headers raise many kinds of errors
+        raise ImageReadError(f"{path}: unreadable DICOM ({type(err).__name__}: {err}).") from err
+
+    meta: dict[str, Any] = {
+        "SOPInstanceUID": str(ds.get("SOPInstanceUID", "")),
+        "SOPClassUID": str(ds.get("SOPClassUID", "")),
+        "StudyInstanceUID": str(ds.get("StudyInstanceUID", "")),
+        "SeriesInstanceUID": str(ds.get("SeriesInstanceUID", "")),
+        "Modality": str(ds.get("Modality", "")),
+        "PhotometricInterpretation": str(ds.get("PhotometricInterpretation", "")),
+        "BitsStored": int(ds.get("BitsStored", 0) or 0),
+        "TransferSyntaxUID": str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")),
+    }
+    spacing = _spacing(ds)
+    if stop_before_pixels:
+        return XRayImage(np.zeros((0, 0), np.float32), str(path), "dicom", spacing, None, meta)
+
+    if "PixelData" not in ds:
+        raise ImageReadError(f"{path}: DICOM object has no pixel data (SOP class {meta['SOPClassUID'] or 'unknown'}).")
+    photometric = meta["PhotometricInterpretation"]
+    if photometric not in _GRAYSCALE:
+        raise UnsupportedImageError(
+            f"{path}: photometric interpretation {photometric or 'missing'} is not supported; "
+            "only grayscale radiographs (MONOCHROME1/MONOCHROME2) can be segmented."
+        )
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise UnsupportedImageError(f"{path}: multi-frame image ({frames} frames); only single-frame radiographs are supported.")
+    try:
+        raw = ds.pixel_array
+    except Exception as err:  # noqa: BLE001 - decoder errors vary by plugin
+        raise ImageReadError(
+            f"{path}: pixel data could not be decoded (transfer syntax {meta['TransferSyntaxUID'] or 'unknown'}): {err}. "
+            "Install the decoders with `pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg python-gdcm`."
+        ) from err
+    if raw.ndim != 2:
+        raise UnsupportedImageError(f"{path}: pixel array has shape {raw.shape}; expected a single 2D frame.")
+
+    bits_stored = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 0 and bits_stored < raw.dtype.itemsize * 8:
+        raw = raw & np.asarray((1 << bits_stored) - 1, dtype=raw.dtype)  # ignore overlay bits above BitsStored
+    pixels = apply_modality_lut(raw, ds).astype(np.float64)
+    voi_applied = False
+    if voi and (ds.get("VOILUTSequence") or ("WindowCenter" in ds and "WindowWidth" in ds)):
+        pixels = apply_voi_lut(pixels, ds, prefer_lut=True).astype(np.float64)
+        voi_applied = True
+        meta["voi_applied"] = True
+    lo, hi = dicom_value_range(ds, voi_applied)
+    if photometric == "MONOCHROME1":
+        # DICOM shows MONOCHROME1 white-at-minimum after the VOI step; mirror within the output range
+        pixels = (lo + hi) - pixels
+        meta["inverted"] = True
+    return XRayImage(pixels.astype(np.float32), str(path), "dicom", spacing, (lo, hi), meta)

@@ -1,0 +1,24 @@
+"""X-ray transforms: loading with owned photometrics, mask normalisation, and the shared transform chains."""
+
+from pipeline.transforms.io import LoadXRay, LoadXRayd, to_metatensor
+from pipeline.transforms.label import NormalizeLabel, NormalizeLabeld
+from pipeline.transforms.presets import (
+    INTENSITY_MODES,
+    augmentation,
+    postprocessing,
+    preprocessing,
+    restore_original_size,
+)
+
+__all__ = [
+    "INTENSITY_MODES",
+    "LoadXRay",
+    "LoadXRayd",
+    "NormalizeLabel",
+    "NormalizeLabeld",
+    "augmentation",
+    "postprocessing",
+    "preprocessing",
+    "restore_original_size",
+    "to_metatensor",
+]
