@@ -3,13 +3,18 @@
 from pipeline.io.formats import IMAGE_SUFFIXES, sniff_format
 from pipeline.io.image import ImageReadError, UnsupportedImageError, XRayImage
 from pipeline.io.readers import read_image, read_mask
+from pipeline.io.writers import atomic_path, write_mask_nifti, write_mask_png, write_png
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageReadError",
     "UnsupportedImageError",
     "XRayImage",
+    "atomic_path",
     "read_image",
     "read_mask",
     "sniff_format",
+    "write_mask_nifti",
+    "write_mask_png",
+    "write_png",
 ]

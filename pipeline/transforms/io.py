@@ -26,7 +26,8 @@ class LoadXRay(Transform):
     transform does not, so a PNG and a DICOM of the same pixels give the same tensor).
 
     The metadata carries what later steps need: ``filename_or_obj``, ``spatial_shape`` (original rows, cols),
-    ``pixel_spacing`` (mm, or ``None``), ``value_range``, ``format`` and, for DICOM, the UIDs. The affine is a
+    ``pixel_spacing`` (mm; NaN when unknown), ``value_range`` (NaN when unknown), ``format`` and
+    ``sop_instance_uid`` (empty for non-DICOM). The affine is a
     diagonal of the pixel spacing (1 mm when unknown), so MONAI's spatial transforms track geometry correctly.
 
     Args:
@@ -51,15 +52,17 @@ def to_metatensor(image: XRayImage) -> MetaTensor:
     """Wrap an :class:`XRayImage` as a ``(1, rows, cols)`` ``MetaTensor`` with geometry and provenance metadata."""
     spacing = image.spacing or (1.0, 1.0)
     affine = torch.diag(torch.tensor([spacing[0], spacing[1], 1.0, 1.0], dtype=torch.float64))
+    nan2 = [float("nan"), float("nan")]
+    # a fixed set of keys with fixed types, so batches mixing DICOM and PNG files still collate
     meta: dict[str, Any] = {
         "filename_or_obj": image.source,
         "spatial_shape": np.asarray(image.shape),
         "original_channel_dim": "no_channel",
-        "pixel_spacing": list(image.spacing) if image.spacing else None,
-        "value_range": list(image.value_range) if image.value_range else None,
+        "pixel_spacing": [float(s) for s in image.spacing] if image.spacing else nan2,
+        "value_range": [float(v) for v in image.value_range] if image.value_range else nan2,
         "format": image.format,
+        "sop_instance_uid": str(image.meta.get("SOPInstanceUID", "")),
     }
-    meta.update({k: v for k, v in image.meta.items() if isinstance(v, (str, int, float, bool))})
     data = torch.from_numpy(np.ascontiguousarray(image.pixels, dtype=np.float32))[None]
     return MetaTensor(data, affine=affine, meta=meta)
 

@@ -1,0 +1,7 @@
+"""What the MONAI engines need beyond config: readable logging, progress, schedules."""
+
+from pipeline.engines.epoch_log import EpochSummaryHandler
+from pipeline.engines.progress import ProgressBarHandler
+from pipeline.engines.schedule import SCHEDULES, build_scheduler, is_epoch_level
+
+__all__ = ["SCHEDULES", "EpochSummaryHandler", "ProgressBarHandler", "build_scheduler", "is_epoch_level"]
