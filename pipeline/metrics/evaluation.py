@@ -77,7 +77,8 @@ def evaluate_segmentation(
 
     Returns:
         Flat ``{column: value}``. Undefined values are NaN (see :mod:`pipeline.metrics.surface` for the empty-mask
-        rules; ``surface_status_<class>`` says why a distance is missing).
+        rules; ``surface_status_<class>`` says why a distance is missing). For a binary task the boundary distances
+        are computed for the lung only (the background boundary is the same curve).
     """
     names = resolve_class_names(class_names, int(prob.shape[0]))
     k = len(names)
@@ -89,7 +90,7 @@ def evaluate_segmentation(
     per_class: dict[str, np.ndarray] = {}
     per_class.update(overlap_metrics(p, y, k))
     per_class.update(confusion_metrics(confusion_counts(p, y, k)))
-    surf = surface_distances(p, y, k, spacing=spacing)
+    surf = surface_distances(p, y, k, spacing=spacing, classes=[1] if binary else None)
     status = surf.pop("status")
     per_class.update(surf)  # type: ignore[arg-type]
     per_class.update(calibration_errors(cp, y, num_bins=num_bins))
@@ -108,9 +109,11 @@ def evaluate_segmentation(
         row[f"{metric}_weighted"] = class_weighted_average(per_class[metric], freq)
     for metric, values in per_class.items():
         for c, name in enumerate(names):
-            row[f"{metric}_{name}"] = float(values[c])
+            if not (metric in surf and status[c] == "skipped"):
+                row[f"{metric}_{name}"] = float(values[c])
     for c, name in enumerate(names):
-        row[f"surface_status_{name}"] = status[c]
+        if status[c] != "skipped":
+            row[f"surface_status_{name}"] = status[c]
     if qc:
         q = qc_flags(prob, p)
         flags = q.pop("flags")

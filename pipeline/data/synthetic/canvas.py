@@ -242,6 +242,17 @@ class Canvas:
                 if cancellous is not None:
                     np.maximum(g.cancellous[sl], cancellous, out=g.cancellous[sl])
 
+    def _deposit_layer(self, sl: tuple[slice, slice], outer: np.ndarray, cancellous: np.ndarray) -> None:
+        """Deposit a trabecular layer: label extent ``outer``, bone-equivalent path ``cancellous``."""
+        if self._group is None:
+            self.outer[sl] += outer
+            self.cancellous[sl] += cancellous
+        else:
+            g = self._group
+            g.extend(sl)
+            np.maximum(g.outer[sl], outer, out=g.outer[sl])
+            np.maximum(g.cancellous[sl], cancellous, out=g.cancellous[sl])
+
     @staticmethod
     def _check_material(material: str) -> None:
         if material not in _MATERIALS + ("tissue",):
@@ -255,7 +266,7 @@ class Canvas:
         *,
         depths: Sequence[float] | float | None = None,
         material: str = "bone",
-        shell: float = 0.0,
+        shell: Sequence[float] | float = 0.0,
         fill: float = 0.0,
         flat_ends: bool = False,
         box: bool = False,
@@ -270,7 +281,8 @@ class Canvas:
             depths: beam-direction semi-axis (cm) per vertex or one value; default equal to ``radii``
                 (circular cross-section).
             material: ``"soft"``, ``"bone"``, ``"metal"``, ``"air"`` or ``"tissue"`` (removes air).
-            shell: cortical shell thickness (cm) for bone; 0 makes a solid cortical-bone tube.
+            shell: cortical shell thickness (cm) for bone, per vertex or one value (a thick diaphyseal
+                cortex thinning towards the metaphysis); 0 makes a solid cortical-bone tube.
             fill: bone volume fraction of the interior (trabecular bone ~0.2-0.35, marrow ~0.05).
             flat_ends: cut the tube flat at the first and last vertex instead of rounding the ends.
             box: rectangular cross-section (constant path ``2 * depth`` inside the tube), for plates.
@@ -288,6 +300,8 @@ class Canvas:
             raise ValueError("sweep needs at least two points")
         rad = np.broadcast_to(np.asarray(radii, dtype=np.float32), (n,)).copy()
         dep = rad.copy() if depths is None else np.broadcast_to(np.asarray(depths, np.float32), (n,)).copy()
+        shl = np.broadcast_to(np.asarray(shell, dtype=np.float32), (n,)).copy()
+        has_shell = material == "bone" and bool(np.any(shl > 0))
         sl = self._bbox(pts, float(rad.max()))
         if sl is None:
             return
@@ -295,6 +309,7 @@ class Canvas:
         best_q = np.full(uu.shape, np.inf, np.float32)
         best_r = np.zeros(uu.shape, np.float32)
         best_d = np.zeros(uu.shape, np.float32)
+        best_c = np.zeros(uu.shape, np.float32) if has_shell else None
         best_s = np.zeros(uu.shape, np.float32) if thread_pitch else None
         arc = 0.0
         for k in range(n - 1):
@@ -324,6 +339,8 @@ class Canvas:
             best_q = np.where(better, q, best_q)
             best_r = np.where(better, r, best_r)
             best_d = np.where(better, dep[k] + t * (dep[k + 1] - dep[k]), best_d)
+            if best_c is not None:
+                best_c = np.where(better, shl[k] + t * (shl[k + 1] - shl[k]), best_c)
             if best_s is not None:
                 best_s = np.where(better, arc + t * math.sqrt(seg2), best_s)
             arc += math.sqrt(seg2)
@@ -336,9 +353,9 @@ class Canvas:
             return
         outer = 2.0 * best_d * np.sqrt(np.clip(1.0 - best_q, 0.0, None))
         inner = None
-        if shell > 0 and material == "bone":
-            ri = np.maximum(best_r - shell, 1e-4)
-            di = np.maximum(best_d - shell, 0.0)
+        if best_c is not None:
+            ri = np.maximum(best_r - best_c, 1e-4)
+            di = np.maximum(best_d - best_c, 0.0)
             qi = best_q * (best_r * best_r) / (ri * ri)
             inner = 2.0 * di * np.sqrt(np.clip(1.0 - qi, 0.0, None))
         self._deposit(sl, outer, inner, material, fill)
@@ -353,7 +370,9 @@ class Canvas:
         material: str = "bone",
         shell: float = 0.0,
         fill: float = 0.0,
+        shell_fill: float | None = None,
         exponent: float = 2.0,
+        depth_exponent: float = 2.0,
         clip: Sequence[float] | None = None,
     ) -> None:
         """Draw a (super-)ellipsoid with in-plane semi-axes ``axes`` and beam semi-axis ``depth``.
@@ -366,7 +385,11 @@ class Canvas:
             material: ``"soft"``, ``"bone"``, ``"metal"``, ``"air"`` or ``"tissue"``.
             shell: cortical shell thickness (cm) for bone; 0 makes a solid cortical-bone body.
             fill: bone volume fraction of the interior.
+            shell_fill: if set, the shell is trabecular bone with this volume fraction instead of compact
+                bone (e.g. the diploe between the skull tables); it is then textured like cancellous bone.
             exponent: super-ellipse exponent of the in-plane outline (2 = ellipse, >2 boxier).
+            depth_exponent: exponent of the beam-direction profile, chord ``2 c (1 - q)^(1/m)``
+                (2 = ellipsoid; larger values give flatter, block-like bones such as carpals).
             clip: optional ``(nx, ny, offset)``: keep only ``nx*(u-cu) + ny*(v-cv) <= offset``.
 
         Raises:
@@ -390,16 +413,24 @@ class Canvas:
                 return (x / aa) ** 2 + (y / bb) ** 2
             return np.abs(x / aa) ** exponent + np.abs(y / bb) ** exponent
 
-        q = _q(a, b)
-        outer = 2.0 * depth * np.sqrt(np.clip(1.0 - q, 0.0, None))
+        def _chord(qq: np.ndarray, half: float) -> np.ndarray:
+            inside = np.clip(1.0 - qq, 0.0, None)
+            return 2.0 * half * (np.sqrt(inside) if depth_exponent == 2.0 else inside ** (1.0 / depth_exponent))
+
+        outer = _chord(_q(a, b), depth)
         inner = None
         if shell > 0 and material == "bone" and min(a, b, depth) > shell:
-            inner = 2.0 * (depth - shell) * np.sqrt(np.clip(1.0 - _q(a - shell, b - shell), 0.0, None))
+            inner = _chord(_q(a - shell, b - shell), depth - shell)
         if clip is not None:
             keep = (clip[0] * du + clip[1] * dv) <= clip[2]
             outer = np.where(keep, outer, 0.0)
             if inner is not None:
                 inner = np.where(keep, inner, 0.0)
+        if shell_fill is not None and inner is not None and material == "bone":
+            outer_f = outer.astype(np.float32)
+            layer = (outer - inner).astype(np.float32)
+            self._deposit_layer(sl, outer_f, shell_fill * layer)
+            return
         self._deposit(sl, outer.astype(np.float32), None if inner is None else inner.astype(np.float32), material, fill)
 
     # ------------------------------------------------------------------ output

@@ -1,0 +1,3 @@
+"""placeholder"""
+def write_dataset(*a, **k):
+    raise NotImplementedError

@@ -1,0 +1,65 @@
+"""Where a run came from: package versions, the project's git commit, and content hashes of files."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["PROJECT_ROOT", "TRACKED_PACKAGES", "file_sha256", "git_commit", "package_versions"]
+
+logger = logging.getLogger(__name__)
+
+#: Root of the project checkout (the folder holding ``pipeline/``).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+#: Distributions whose versions every run records (``version.<name>`` parameters).
+TRACKED_PACKAGES = ("torch", "monai", "pytorch-ignite", "numpy", "pydicom", "highdicom", "mlflow", "xray-seg-pipeline")
+
+
+def package_versions(packages: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages`` plus the Python version.
+
+    Returns:
+        ``{"python": "3.11.7", "torch": "2.13.0+cpu", ..., "highdicom": "not installed"}``.
+    """
+    versions = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit(repo: str | Path = PROJECT_ROOT) -> tuple[str, bool]:
+    """The commit checked out in ``repo`` and whether the working tree has uncommitted changes.
+
+    Returns:
+        ``(sha, dirty)``; ``("unknown", False)`` outside a git checkout or without git.
+    """
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        sha = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError) as err:
+        logger.debug("no git commit for %s: %s", repo, err)
+        return "unknown", False
+    return sha, dirty
+
+
+def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content (links a checkpoint to the run that produced it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
