@@ -125,8 +125,8 @@ class SegmentationAggregator:
         return self._calibration.result()
 
     def roc(self) -> list[ROCCurve]:
-        """ROC curve and AUC per class on the pixel sample."""
-        return pixel_roc(*self._sampler.sample(), self.class_names)
+        """ROC curve and AUC per class on the pixel sample (binary: the lung class only)."""
+        return pixel_roc(*self._sampler.sample(), self.class_names, classes=[1] if self.num_channels == 1 else None)
 
     def column(self, name: str) -> np.ndarray:
         """One numeric per-image column as a float array (NaN where missing)."""

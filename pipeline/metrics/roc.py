@@ -10,6 +10,7 @@ subsamples the pool to at most :data:`ROC_SAMPLE_SIZE` (200,000) pixels per eval
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,23 +144,31 @@ def _thin(*arrays: np.ndarray, max_points: int) -> tuple[np.ndarray, ...]:
 
 
 def pixel_roc(
-    probs: np.ndarray, labels: np.ndarray, class_names: list[str], max_points: int = MAX_CURVE_POINTS
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    classes: Sequence[int] | None = None,
+    max_points: int = MAX_CURVE_POINTS,
 ) -> list[ROCCurve]:
-    """One-vs-rest ROC curve and AUC for every class of a pixel sample.
+    """One-vs-rest ROC curve and AUC for the classes of a pixel sample.
 
     Args:
         probs: ``(N, K)`` class probabilities, e.g. from :meth:`PixelSampler.sample`.
         labels: ``(N,)`` ground-truth classes.
         class_names: ``K`` names.
+        classes: class indices to compute, default all. For a binary task pass ``[1]``: the background curve is the
+            mirror image of the lung curve with the same AUC in exact arithmetic, but ``1 - p`` in float32 merges
+            the saturated probabilities into ties and bends it.
         max_points: curve points kept (evenly spaced along the curve) for plots and JSON.
 
     Returns:
-        One :class:`ROCCurve` per class. For a binary task the two curves are mirror images with the same AUC.
+        One :class:`ROCCurve` per requested class.
     """
     p = np.asarray(probs, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
     curves = []
-    for k, name in enumerate(class_names):
+    for k in range(len(class_names)) if classes is None else classes:
+        name = class_names[k]
         pos = y == k
         with warnings.catch_warnings():  # a one-label sample gives NaN; MONAI warns about it too
             warnings.simplefilter("ignore")

@@ -60,8 +60,8 @@ def plot_reliability_diagram(calibration: Mapping[str, Any], class_names: Sequen
     conf = np.nan_to_num(np.asarray(top["mean_p"]))
     ax1.bar(centers[filled], acc[filled], width=width, color="#3182bd", edgecolor="white", label="Accuracy")
     ax1.bar(
-        centers[filled], (conf - acc)[filled], bottom=acc[filled], width=width, color="#d62728", alpha=0.25,
-        edgecolor="#d62728", hatch="//", label="Gap to confidence",
+        centers[filled], np.abs(conf - acc)[filled], bottom=np.minimum(conf, acc)[filled], width=width,
+        facecolor=(0.84, 0.15, 0.16, 0.15), edgecolor="#d62728", hatch="//", linewidth=0.8, label="Gap to confidence",
     )
     ax1.plot([0, 1], [0, 1], ls="--", color="black", lw=1, label="Perfect calibration")
     ax1.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence (max class probability)", ylabel="Accuracy")

@@ -24,9 +24,9 @@ Two primitive shapes cover the anatomy:
   ``c``; chord ``2 c sqrt(1 - q)`` with ``q = |x/a|^n + |y/b|^n``; optional cortical shell and
   half-plane clipping (carpals, tarsals, condyles, patella, femoral heads, vertebrae, skull vault).
 
-Bones made of several primitives are rendered inside :meth:`Canvas.bone` so that their parts are
-combined with a maximum (one bone), while distinct bones overlapping in projection add up, as the
-attenuation of superimposed bones does.
+Bones made of several primitives are rendered inside :meth:`Canvas.bone` so that their parts merge
+into one bone (outer and medullary chords combined with a maximum, cortex = outer - medullary), while
+distinct bones overlapping in projection add up, as the attenuation of superimposed bones does.
 
 Primitives are evaluated only inside their pixel bounding box, which keeps a 256^2 phantom with
 dozens of bones at a few milliseconds.
@@ -47,6 +47,7 @@ __all__ = ["Canvas", "PhantomMaps", "LABEL_EPS_CM"]
 LABEL_EPS_CM = 1e-3
 
 _MATERIALS = ("soft", "bone", "metal", "air")
+_FAR = 1e9  # normalised squared distance of pixels no segment reaches (finite: avoids inf * 0)
 
 
 @dataclass
@@ -67,11 +68,13 @@ class PhantomMaps:
 
 
 class _Group:
-    """Full-size buffers of one multi-part bone, combined with a maximum."""
+    """Full-size buffers of one multi-part bone: outer and inner (medullary) chords and the cancellous
+    path are each combined with a maximum, and the cortex of the merged bone is ``outer - inner``, so
+    the shell of one part does not show inside another part of the same bone."""
 
     def __init__(self, shape: tuple[int, int]) -> None:
         self.outer = np.zeros(shape, np.float32)
-        self.cortical = np.zeros(shape, np.float32)
+        self.inner = np.zeros(shape, np.float32)
         self.cancellous = np.zeros(shape, np.float32)
         self.rows = [shape[0], 0]
         self.cols = [shape[1], 0]
@@ -146,6 +149,12 @@ class Canvas:
         self.v = ((-sa * x + ca * y) / self.scale).astype(np.float32)
         if self.mirror:
             self.u = -self.u
+        # local (u, v) -> pixel (col, row) affine coefficients, used for bounding boxes
+        m = -1.0 if self.mirror else 1.0
+        k = self.scale / self.pixel_cm
+        half = self.size / 2 - 0.5
+        self._affine = (self.center[0] / self.pixel_cm + half, k * ca * m, -k * sa,
+                        self.center[1] / self.pixel_cm + half, k * sa * m, k * ca)
         shape = (self.size, self.size)
         self.envelope = np.zeros(shape, np.float32)
         self.outer = np.zeros(shape, np.float32)
@@ -176,15 +185,20 @@ class Canvas:
         return np.stack([row, col], axis=1)
 
     def _bbox(self, points: np.ndarray, radius: float) -> tuple[slice, slice] | None:
-        rc = self.to_pixels(points)
+        """Pixel bounding box of local ``points`` grown by ``radius`` (plus the warp), or ``None``."""
+        c0, cu, cv, r0, ru, rv = self._affine
+        rows, cols = [], []
+        for u, v in np.asarray(points, dtype=np.float64).reshape(-1, 2).tolist():
+            rows.append(r0 + ru * u + rv * v)
+            cols.append(c0 + cu * u + cv * v)
         pad = radius * self.scale / self.pixel_cm + self._warp_px + 1.5
-        r0 = max(int(math.floor(rc[:, 0].min() - pad)), 0)
-        r1 = min(int(math.ceil(rc[:, 0].max() + pad)) + 1, self.size)
-        c0 = max(int(math.floor(rc[:, 1].min() - pad)), 0)
-        c1 = min(int(math.ceil(rc[:, 1].max() + pad)) + 1, self.size)
-        if r0 >= r1 or c0 >= c1:
+        r_lo = max(int(math.floor(min(rows) - pad)), 0)
+        r_hi = min(int(math.ceil(max(rows) + pad)) + 1, self.size)
+        c_lo = max(int(math.floor(min(cols) - pad)), 0)
+        c_hi = min(int(math.ceil(max(cols) + pad)) + 1, self.size)
+        if r_lo >= r_hi or c_lo >= c_hi:
             return None
-        return slice(r0, r1), slice(c0, c1)
+        return slice(r_lo, r_hi), slice(c_lo, c_hi)
 
     # ------------------------------------------------------------------ accumulation
     @contextmanager
@@ -207,7 +221,7 @@ class Canvas:
             if group.rows[0] < group.rows[1] and group.cols[0] < group.cols[1]:
                 sl = (slice(*group.rows), slice(*group.cols))
                 self.outer[sl] += group.outer[sl]
-                self.cortical[sl] += group.cortical[sl]
+                self.cortical[sl] += np.clip(group.outer[sl] - group.inner[sl], 0.0, None)
                 self.cancellous[sl] += group.cancellous[sl]
 
     def _deposit(
@@ -216,7 +230,7 @@ class Canvas:
         outer: np.ndarray,
         inner: np.ndarray | None,
         material: str,
-        fill: float,
+        fill: float | np.ndarray,
     ) -> None:
         if material == "soft":
             np.maximum(self.envelope[sl], outer, out=self.envelope[sl])
@@ -238,8 +252,8 @@ class Canvas:
                 g = self._group
                 g.extend(sl)
                 np.maximum(g.outer[sl], outer, out=g.outer[sl])
-                np.maximum(g.cortical[sl], cortical, out=g.cortical[sl])
-                if cancellous is not None:
+                if inner is not None:
+                    np.maximum(g.inner[sl], inner, out=g.inner[sl])
                     np.maximum(g.cancellous[sl], cancellous, out=g.cancellous[sl])
 
     def _deposit_layer(self, sl: tuple[slice, slice], outer: np.ndarray, cancellous: np.ndarray) -> None:
@@ -251,6 +265,7 @@ class Canvas:
             g = self._group
             g.extend(sl)
             np.maximum(g.outer[sl], outer, out=g.outer[sl])
+            np.maximum(g.inner[sl], outer, out=g.inner[sl])
             np.maximum(g.cancellous[sl], cancellous, out=g.cancellous[sl])
 
     @staticmethod
@@ -267,7 +282,7 @@ class Canvas:
         depths: Sequence[float] | float | None = None,
         material: str = "bone",
         shell: Sequence[float] | float = 0.0,
-        fill: float = 0.0,
+        fill: Sequence[float] | float = 0.0,
         flat_ends: bool = False,
         box: bool = False,
         thread_pitch: float | None = None,
@@ -283,7 +298,8 @@ class Canvas:
             material: ``"soft"``, ``"bone"``, ``"metal"``, ``"air"`` or ``"tissue"`` (removes air).
             shell: cortical shell thickness (cm) for bone, per vertex or one value (a thick diaphyseal
                 cortex thinning towards the metaphysis); 0 makes a solid cortical-bone tube.
-            fill: bone volume fraction of the interior (trabecular bone ~0.2-0.35, marrow ~0.05).
+            fill: bone volume fraction of the interior (trabecular bone ~0.2-0.35, diaphyseal marrow
+                ~0.05-0.1), per vertex or one value.
             flat_ends: cut the tube flat at the first and last vertex instead of rounding the ends.
             box: rectangular cross-section (constant path ``2 * depth`` inside the tube), for plates.
             thread_pitch: if set, the radius is modulated with a saw-tooth of this pitch (cm) along
@@ -302,54 +318,65 @@ class Canvas:
         dep = rad.copy() if depths is None else np.broadcast_to(np.asarray(depths, np.float32), (n,)).copy()
         shl = np.broadcast_to(np.asarray(shell, dtype=np.float32), (n,)).copy()
         has_shell = material == "bone" and bool(np.any(shl > 0))
+        fil = np.broadcast_to(np.asarray(fill, dtype=np.float32), (n,)).copy()
+        vary_fill = has_shell and bool(np.ptp(fil) > 0)
         sl = self._bbox(pts, float(rad.max()))
         if sl is None:
             return
-        uu, vv = self.u[sl], self.v[sl]
-        best_q = np.full(uu.shape, np.inf, np.float32)
-        best_r = np.zeros(uu.shape, np.float32)
-        best_d = np.zeros(uu.shape, np.float32)
-        best_c = np.zeros(uu.shape, np.float32) if has_shell else None
-        best_s = np.zeros(uu.shape, np.float32) if thread_pitch else None
+        shape = (sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)
+        best_q = np.full(shape, _FAR, np.float32)
+        best_r = np.zeros(shape, np.float32)
+        best_d = np.zeros(shape, np.float32)
+        best_c = np.zeros(shape, np.float32) if has_shell else None
+        best_f = np.zeros(shape, np.float32) if vary_fill else None
         arc = 0.0
         for k in range(n - 1):
             ax, ay = float(pts[k, 0]), float(pts[k, 1])
             bx, by = float(pts[k + 1, 0]), float(pts[k + 1, 1])
             abx, aby = bx - ax, by - ay
             seg2 = abx * abx + aby * aby
-            if seg2 <= 1e-12:
+            seg_len = math.sqrt(seg2)
+            sub = self._bbox(pts[k : k + 2], float(max(rad[k], rad[k + 1])))
+            if seg2 <= 1e-12 or sub is None:
+                arc += seg_len
                 continue
-            du, dv = uu - ax, vv - ay
+            # each segment is evaluated only in its own bounding box (a view into the sweep's box)
+            rel = (slice(sub[0].start - sl[0].start, sub[0].stop - sl[0].start),
+                   slice(sub[1].start - sl[1].start, sub[1].stop - sl[1].start))
+            du, dv = self.u[sub] - ax, self.v[sub] - ay
             t = (du * abx + dv * aby) / seg2
             outside = None
             if flat_ends and k == 0:
                 outside = t < 0
             if flat_ends and k == n - 2:
                 outside = (t > 1) if outside is None else (outside | (t > 1))
-            t = np.clip(t, 0.0, 1.0)
+            np.clip(t, 0.0, 1.0, out=t)
             ex, ey = du - t * abx, dv - t * aby
             r = rad[k] + t * (rad[k + 1] - rad[k])
             if thread_pitch:
-                s = arc + t * math.sqrt(seg2)
-                r = r - thread_depth * ((s / thread_pitch) % 1.0)
+                r -= thread_depth * (((arc + t * seg_len) / thread_pitch) % 1.0)
             q = (ex * ex + ey * ey) / np.maximum(r * r, 1e-8)
             if outside is not None:
-                q[outside] = np.inf
-            better = q < best_q
-            best_q = np.where(better, q, best_q)
-            best_r = np.where(better, r, best_r)
-            best_d = np.where(better, dep[k] + t * (dep[k + 1] - dep[k]), best_d)
+                q[outside] = _FAR
+            view_q = best_q[rel]
+            better = q < view_q
+            if not better.any():
+                arc += seg_len
+                continue
+            view_q[better] = q[better]
+            best_r[rel][better] = r[better]
+            best_d[rel][better] = (dep[k] + t * (dep[k + 1] - dep[k]))[better]
             if best_c is not None:
-                best_c = np.where(better, shl[k] + t * (shl[k + 1] - shl[k]), best_c)
-            if best_s is not None:
-                best_s = np.where(better, arc + t * math.sqrt(seg2), best_s)
-            arc += math.sqrt(seg2)
+                best_c[rel][better] = (shl[k] + t * (shl[k + 1] - shl[k]))[better]
+            if best_f is not None:
+                best_f[rel][better] = (fil[k] + t * (fil[k + 1] - fil[k]))[better]
+            arc += seg_len
         inside = best_q < 1.0
         if not inside.any():
             return
         if box:
             outer = np.where(inside, 2.0 * best_d, 0.0).astype(np.float32)
-            self._deposit(sl, outer, None, material, fill)
+            self._deposit(sl, outer, None, material, 0.0)
             return
         outer = 2.0 * best_d * np.sqrt(np.clip(1.0 - best_q, 0.0, None))
         inner = None
@@ -358,7 +385,7 @@ class Canvas:
             di = np.maximum(best_d - best_c, 0.0)
             qi = best_q * (best_r * best_r) / (ri * ri)
             inner = 2.0 * di * np.sqrt(np.clip(1.0 - qi, 0.0, None))
-        self._deposit(sl, outer, inner, material, fill)
+        self._deposit(sl, outer, inner, material, float(fil[0]) if best_f is None else best_f)
 
     def ellipsoid(
         self,
@@ -438,8 +465,8 @@ class Canvas:
         """Resolve overlaps and return the material path lengths and the exact label map.
 
         Bone and metal displace soft tissue; air cavities displace at most 90 % of the soft tissue so
-        that a ray through the lungs still crosses the chest wall. Bone and metal are kept inside
-        the skin (the envelope is raised where a bone would stick out). A pixel is soft tissue when
+        that a ray through the lungs still crosses the chest wall. The skin envelope is raised where
+        the bone and metal volume would exceed it. A pixel is soft tissue when
         the envelope path exceeds ``eps`` and bone when the bone or metal path exceeds ``eps``; all
         paths of open-beam pixels are set to exactly zero so that the labels and the physics agree.
 
@@ -454,7 +481,7 @@ class Canvas:
         cancellous = self.cancellous if texture is None else self.cancellous * texture
         bone = self.cortical + cancellous
         hard = self.outer + self.metal
-        envelope = np.maximum(self.envelope, hard)
+        envelope = np.maximum(self.envelope, self.cortical + self.cancellous + self.metal)
         air = np.clip(self.air, 0.0, None)
         air = np.minimum(air, 0.9 * np.clip(envelope - bone - self.metal, 0.0, None))
         soft = np.clip(envelope - bone - self.metal - air, 0.0, None)

@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage
@@ -45,6 +46,14 @@ CLASS_NAMES: tuple[str, ...] = ("open_beam", "soft_tissue", "bone")
 
 _MIN_FRACTIONS = (0.01, 0.02, 0.004)  # open beam, soft tissue, bone: rejection thresholds
 _MAX_ATTEMPTS = 8
+
+
+@lru_cache(maxsize=8)
+def _smooth_basis(n: int, k: int) -> np.ndarray:
+    """``n x k`` partition-of-unity Gaussian basis used to interpolate ``k`` control values smoothly."""
+    x = (np.arange(n) + 0.5) / n * (k - 1)
+    w = np.exp(-0.5 * ((x[:, None] - np.arange(k)[None, :]) / 0.7) ** 2)
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -116,12 +125,22 @@ class SyntheticRadiographGenerator:
 
     # ------------------------------------------------------------------ phantom
     def _warp(self, rng: np.random.Generator, amplitude_cm: float) -> tuple[np.ndarray, np.ndarray]:
-        zoom = self.size / 5.0
+        """Smooth random displacement field (cm): 6 x 6 random control values, Gaussian-interpolated."""
+        basis = _smooth_basis(self.size, 6)
         fields = []
         for _ in range(2):
-            coarse = rng.standard_normal((6, 6)).astype(np.float32) * amplitude_cm
-            fields.append(ndimage.zoom(coarse, zoom, order=3, mode="nearest", grid_mode=True)[: self.size, : self.size])
+            coarse = rng.standard_normal((6, 6)).astype(np.float32) * np.float32(amplitude_cm)
+            half = (basis[:, :, None] * coarse[None, :, :]).sum(axis=1)  # (n, 6), no BLAS
+            fields.append((half[:, None, :] * basis[None, :, :]).sum(axis=2))
         return fields[0], fields[1]
+
+    def _trabecular_texture(self, rng: np.random.Generator, pixel_cm: float) -> np.ndarray:
+        """Multiplicative trabecular texture: band-pass noise (~1-3 mm), soft-clipped into a mesh."""
+        noise = rng.standard_normal((self.size, self.size)).astype(np.float32)
+        fine = ndimage.gaussian_filter(noise, max(0.1 / pixel_cm, 0.7))
+        band = fine - ndimage.gaussian_filter(fine, max(0.35 / pixel_cm, 2.0))
+        band /= max(float(band.std()), 1e-6)
+        return (1.0 + 0.25 * np.tanh(1.5 * band)).astype(np.float32)
 
     def _phantom(
         self, part: BodyPart, rng: np.random.Generator, with_metal: bool, shrink: float
@@ -138,11 +157,7 @@ class SyntheticRadiographGenerator:
                         warp=self._warp(rng, part.warp_cm))
         sites = part.build(canvas, rng)
         implant = add_implant(canvas, rng, sites) if with_metal else ""
-        # trabecular texture: band-limited noise, feature size ~1-2 mm
-        noise = rng.standard_normal((self.size, self.size)).astype(np.float32)
-        tex = ndimage.gaussian_filter(noise, max(0.1 / canvas.pixel_cm, 0.6))
-        tex *= 0.3 / max(float(tex.std()), 1e-6)
-        maps = canvas.finish(texture=np.clip(1.0 + tex, 0.2, None))
+        maps = canvas.finish(texture=self._trabecular_texture(rng, canvas.pixel_cm))
         pose = {"fov_cm": fov, "scale": scale, "angle_deg": math.degrees(angle), "mirror": mirror}
         return maps, canvas.pixel_cm, implant, pose
 

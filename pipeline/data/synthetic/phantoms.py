@@ -200,17 +200,20 @@ def _knee(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
     gap = u(0.35, 0.7)
     w = u(0.92, 1.08)
     with c.bone():  # femur
-        c.sweep([(0.4, -26), (0.2, -12), (0.0, -7.0), (0.0, -3.6)], np.array([1.45, 1.5, 2.1, 3.6]) * w,
-                depths=[1.45, 1.45, 1.9, 2.7], shell=0.4, fill=0.08, flat_ends=True)
-        c.ellipsoid((-2.05 * w, -1.95 - gap / 2), (1.95 * w, 2.15), 2.8, shell=0.15, fill=0.42)
-        c.ellipsoid((2.1 * w, -1.95 - gap / 2), (1.8 * w, 2.05), 2.8, shell=0.15, fill=0.42)
+        c.sweep([(0.4, -26), (0.2, -12), (0.0, -8.0), (0.0, -4.5)], np.array([1.45, 1.5, 2.3, 3.5]) * w,
+                depths=[1.45, 1.45, 2.0, 2.6], shell=[0.45, 0.4, 0.15, 0.1], fill=[0.06, 0.08, 0.3, 0.35],
+                flat_ends=True)
+        c.ellipsoid((0.0, -4.0 - gap / 2), (3.7 * w, 2.4), 2.7, exponent=2.6, shell=0.12, fill=0.35)
+        c.ellipsoid((-2.05 * w, -2.0 - gap / 2), (1.95 * w, 2.0), 2.8, shell=0.15, fill=0.35)
+        c.ellipsoid((2.1 * w, -2.0 - gap / 2), (1.8 * w, 1.95), 2.8, shell=0.15, fill=0.35)
     c.ellipsoid((u(-0.4, 0.8), -3.6 + u(-1, 1)), (2.0, 2.45), 1.1, shell=0.15, fill=0.4)  # patella
     with c.bone():  # tibia
         c.ellipsoid((0.0, 1.3 + gap / 2), (4.1 * w, 1.2), 2.7, exponent=2.6, shell=0.12, fill=0.4)
         c.ellipsoid((-0.5, 0.45 + gap / 2), (0.35, 0.5), 0.6, shell=0.1, fill=0.4)
         c.ellipsoid((0.55, 0.5 + gap / 2), (0.35, 0.45), 0.6, shell=0.1, fill=0.4)
-        c.sweep([(0.0, 2.0 + gap / 2), (0.0, 6.0), (0.2, 12.0), (0.3, 26.0)], np.array([3.7, 2.2, 1.45, 1.3]) * w,
-                depths=[2.6, 2.0, 1.6, 1.5], shell=0.4, fill=0.08, flat_ends=True)
+        c.sweep([(0.0, 1.6 + gap / 2), (0.0, 6.0), (0.2, 12.0), (0.3, 26.0)], np.array([3.7, 2.2, 1.45, 1.3]) * w,
+                depths=[2.6, 2.0, 1.6, 1.5], shell=[0.1, 0.2, 0.4, 0.45], fill=[0.35, 0.25, 0.08, 0.06],
+                flat_ends=True)
     with c.bone():  # fibula
         fu = 4.0 * w
         c.ellipsoid((fu, 3.4 + gap / 2), (0.95, 1.15), 1.1, shell=0.1, fill=0.4)
@@ -269,18 +272,19 @@ def _elbow(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
     fore = _rot([(0, -1), (0, 8), (0, 22)], carry)
     c.sweep(fore, np.array([4.4, 3.8, 3.0]) * g, depths=np.array([3.4, 3.3, 2.5]) * g, material="soft")
     with c.bone():  # humerus
-        c.sweep([(0.0, -26), (0.0, -10), (0.1, -4.6)], [1.2, 1.2, 1.9], depths=[1.2, 1.2, 1.3], shell=0.35,
-                fill=0.06, flat_ends=True)
+        c.sweep([(0.0, -26), (0.0, -10), (0.1, -3.0)], [1.2, 1.2, 2.0], depths=[1.2, 1.2, 1.3],
+                shell=[0.35, 0.3, 0.1], fill=[0.06, 0.08, 0.35], flat_ends=True)
         c.ellipsoid((0.1, -2.4), (3.1, 1.35), 1.5, exponent=2.6, shell=0.12, fill=0.4)
         c.ellipsoid((1.3, -1.1), (1.0, 0.95), 1.2, shell=0.1, fill=0.4)
         c.ellipsoid((-0.9, -1.0), (1.25, 0.95), 1.5, shell=0.1, fill=0.4)
     with c.bone():  # ulna
-        c.ellipsoid((-0.9, -0.7), (1.1, 1.5), 1.4, shell=0.12, fill=0.4)
-        c.sweep(_rot([(-0.9, 0.6), (-1.2, 10.0), (-1.3, 24.0)], carry), [1.0, 0.7, 0.6], shell=0.25, fill=0.08)
+        c.ellipsoid((-0.8, -0.3), (0.9, 1.1), 1.1, shell=0.1, fill=0.3)
+        c.sweep(_rot([(-0.9, 0.4), (-1.2, 10.0), (-1.3, 24.0)], carry), [0.95, 0.7, 0.6], shell=[0.1, 0.25, 0.25],
+                fill=[0.3, 0.08, 0.08])
     with c.bone():  # radius
-        c.ellipsoid(_rot([(1.45, 0.95)], carry)[0], (1.1, 0.55), 1.1, angle=carry, shell=0.1, fill=0.4)
-        c.sweep(_rot([(1.45, 1.3), (1.5, 4.0), (1.9, 12.0), (1.7, 24.0)], carry), [0.65, 0.7, 0.8, 0.95],
-                shell=0.25, fill=0.08)
+        c.ellipsoid(_rot([(1.45, 0.95)], carry)[0], (1.0, 0.5), 1.0, angle=carry, shell=0.08, fill=0.3)
+        c.sweep(_rot([(1.45, 1.3), (1.5, 4.0), (1.9, 12.0), (1.7, 24.0)], carry), [0.6, 0.7, 0.8, 0.95],
+                shell=[0.1, 0.2, 0.25, 0.25], fill=[0.3, 0.1, 0.08, 0.08])
     ulna = _rot([(-1.2, 5.0), (-1.3, 18.0)], carry)
     radius = _rot([(1.6, 5.0), (1.8, 18.0)], carry)
     return [ImplantSite("shaft", (0.0, -20.0), (0.0, -6.0), 1.2),
@@ -300,7 +304,7 @@ def _vessel_tree(c: Canvas, rng: np.random.Generator, hilum: np.ndarray, side: f
         p0 = hilum + rng.normal(0.0, 0.6, 2)
         p1 = p0 + d * length * 0.45
         p2 = p1 + d2 * length * 0.55
-        r0 = rng.uniform(0.22, 0.35)
+        r0 = rng.uniform(0.3, 0.45)
         c.sweep([p0, p1, p2], [r0, r0 * 0.6, 0.06], material="tissue")
         if rng.random() < 0.6:
             d3 = _rot(d[None], rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 0.7))[0]
@@ -397,8 +401,8 @@ def _pelvis(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
     for side in (-1.0, 1.0):
         head = (side * 9.7, 1.8)
         with c.bone():  # ilium with acetabulum
-            c.ellipsoid((side * 8.9, -7.4), (5.0, 5.6), 0.8, angle=side * 0.35, shell=0.2, fill=0.35,
-                        exponent=2.3)
+            c.ellipsoid((side * 9.3, -7.8), (4.8, 5.6), 0.8, angle=side * 0.5, shell=0.2, fill=0.35,
+                        exponent=2.3, clip=(-side * 0.6, 0.8, 2.6))
             c.sweep(_mirror([(5.0, -4.0), (8.0, -0.5), (9.4, 0.6)], side), [1.8, 2.4, 2.2], depths=1.6,
                     shell=0.15, fill=0.35)
             ang = np.linspace(math.pi * 1.1, math.pi * 1.85, 8)
@@ -484,7 +488,7 @@ BODY_PARTS: dict[str, BodyPart] = {
     "elbow": BodyPart("elbow", _elbow, (28.0, 34.0), (0.0, 0.0), 1.5, 20.0, (0.85, 1.12), (55.0, 68.0),
                       (500.0, 4000.0), (0.12, 0.3), 110.0, 0.5),
     "chest": BodyPart("chest", _chest, (40.0, 46.0), (0.0, -1.0), 1.0, 5.0, (0.88, 1.08), (100.0, 130.0),
-                      (400.0, 3000.0), (0.25, 0.55), 180.0, 0.8, False),
+                      (800.0, 5000.0), (0.25, 0.55), 180.0, 0.8, False),
     "pelvis": BodyPart("pelvis", _pelvis, (40.0, 46.0), (0.0, -2.0), 1.0, 6.0, (0.88, 1.08), (70.0, 85.0),
                        (300.0, 2500.0), (0.3, 0.6), 110.0, 0.8),
     "skull": BodyPart("skull", _skull, (28.0, 33.0), (0.0, 1.0), 1.0, 10.0, (0.88, 1.08), (65.0, 80.0),

@@ -1,0 +1,349 @@
+"""The model registry: log and register the best network, the champion/challenger rule, promotion and rollback.
+
+Aliases, not stages (stages are deprecated since MLflow 2.9):
+
+* every new version gets the alias ``challenger``;
+* it also takes ``champion`` when its validation Dice is strictly higher than the current champion's (the first
+  version of a model becomes champion); the rule, both numbers and the decision are written as tags on the version;
+* ``promote`` / ``rollback`` move ``champion`` by hand; the registered model's ``champion_history`` tag keeps the
+  sequence of champions so a rollback knows where to go back to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pipeline.tracking.naming import CHALLENGER, CHAMPION
+from pipeline.tracking.params import to_param_value
+from pipeline.tracking.store import fluent_tracking, get_client
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from pipeline.tracking.session import TrackedRun
+
+__all__ = [
+    "HISTORY_TAG",
+    "MODEL_SETTING_KEYS",
+    "PROMOTION_METRIC",
+    "PromotionDecision",
+    "apply_promotion_rule",
+    "describe_version",
+    "get_version",
+    "list_versions",
+    "log_model_version",
+    "promote",
+    "rollback",
+    "version_settings",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Settings stored with every model version so a Predictor can be rebuilt without the bundle.
+MODEL_SETTING_KEYS = ("image_size", "intensity", "num_classes", "threshold", "network_name", "network_kwargs", "temperature")
+
+#: Metric the champion/challenger rule compares (the bundle's key validation metric).
+PROMOTION_METRIC = "val_mean_dice"
+
+#: Registered-model tag holding the comma-separated sequence of champion versions.
+HISTORY_TAG = "champion_history"
+
+_RULE = "new version becomes champion if its {metric} > the champion's {metric} (strictly); the first version does"
+
+
+@dataclass
+class PromotionDecision:
+    """Outcome of the champion/challenger rule for one new version.
+
+    Attributes:
+        version: the new version.
+        metric: the compared metric.
+        candidate_value: the new version's value.
+        champion_version: the champion before the decision (None: there was none).
+        champion_value: its value (None: none, or the champion has no such tag).
+        promoted: whether the new version is now the champion.
+    """
+
+    version: str
+    metric: str
+    candidate_value: float
+    champion_version: str | None
+    champion_value: float | None
+    promoted: bool
+
+    @property
+    def reason(self) -> str:
+        """One sentence with the numbers."""
+        if self.champion_version is None:
+            return f"first version with a {self.metric}: becomes champion"
+        if self.champion_value is None:
+            return f"champion v{self.champion_version} has no {self.metric} tag: kept (promote by hand)"
+        sign = ">" if self.promoted else "<="
+        verdict = "promoted" if self.promoted else f"champion v{self.champion_version} kept"
+        return f"{self.metric} {self.candidate_value:.4f} {sign} {self.champion_value:.4f} of v{self.champion_version}: {verdict}"
+
+    def tags(self) -> dict[str, str]:
+        """The decision as model-version tags (``promotion.*``)."""
+        return {
+            "promotion.rule": _RULE.format(metric=self.metric),
+            "promotion.metric": self.metric,
+            "promotion.candidate_value": repr(self.candidate_value),
+            "promotion.champion_version_before": self.champion_version or "none",
+            "promotion.champion_value_before": "none" if self.champion_value is None else repr(self.champion_value),
+            "promotion.decision": "champion" if self.promoted else "challenger",
+            "promotion.reason": self.reason,
+        }
+
+
+def log_model_version(
+    run: TrackedRun,
+    network: torch.jit.ScriptModule,
+    example: torch.Tensor,
+    settings: Mapping[str, Any],
+    registered_model_name: str | None = None,
+    version_tags: Mapping[str, Any] | None = None,
+    description: str = "",
+) -> tuple[str, str | None]:
+    """Log a TorchScript network as the run's MLflow model and, optionally, register it as a new version.
+
+    The model is saved with ``mlflow.pytorch.log_model`` in the ``pickle`` format, which for a TorchScript module
+    is ``torch.jit.save``: it loads with ``mlflow.pytorch.load_model`` (or ``torch.jit.load`` on
+    ``data/model.pth``) in a process that has neither this project nor MONAI. The signature is inferred from
+    ``example`` and its output, ``example`` is the input example, and ``settings`` become the model's metadata
+    (and, when registered, tags of the version).
+
+    Args:
+        run: the training run.
+        network: the traced network (CPU).
+        example: a preprocessed input batch ``(1, 1, S, S)``.
+        settings: preprocessing settings (:data:`MODEL_SETTING_KEYS`).
+        registered_model_name: register under this name; None logs the model without registering it.
+        version_tags: extra tags for the version (metrics, run name, ...).
+        description: description of the version.
+
+    Returns:
+        ``(model_uri, version)``: the logged model's ``models:/<model_id>`` URI and the new version (None when
+        not registered).
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = example.detach().float().cpu()
+    with torch.no_grad():
+        output = network(example)
+    signature = infer_signature(example.numpy(), output.numpy())
+    metadata = {k: settings[k] for k in MODEL_SETTING_KEYS if k in settings}
+    metadata.update(format="torchscript", input="(B, 1, S, S) float32, bundle preprocessing", output="logits")
+    with fluent_tracking(run.tracking_uri), mlflow.start_run(run_id=run.run_id), _quiet_torchscript_pickle_notes():
+        info = mlflow.pytorch.log_model(
+            network,
+            name="model",
+            registered_model_name=registered_model_name,
+            signature=signature,
+            input_example=example.numpy(),
+            serialization_format="pickle",  # a ScriptModule is written with torch.jit.save (pt2 refuses it)
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            metadata=metadata,
+        )
+    version = str(info.registered_model_version) if info.registered_model_version is not None else None
+    if registered_model_name and version:
+        client = run.client
+        tags = {**{k: to_param_value(v) for k, v in metadata.items()}, **(version_tags or {})}
+        for key, value in tags.items():
+            client.set_model_version_tag(registered_model_name, version, key, to_param_value(value))
+        if description:
+            client.update_model_version(registered_model_name, version, description=description)
+        logger.info("registered %s version %s (%s)", registered_model_name, version, info.model_uri)
+    return info.model_uri, version
+
+
+@contextmanager
+def _quiet_torchscript_pickle_notes() -> Iterator[None]:
+    """Silence MLflow's pickle warning and torch's ``torch.load`` redirect note while logging a TorchScript model.
+
+    Both target eager modules saved with pickle; a TorchScript archive is loaded by ``torch.jit.load``, which
+    rebuilds the graph without running arbitrary Python.
+    """
+
+    class _DropPickleNote(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Pickle or CloudPickle" not in record.getMessage()
+
+    note_filter = _DropPickleNote()
+    mlflow_logger = logging.getLogger("mlflow.pytorch")
+    mlflow_logger.addFilter(note_filter)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive.*")
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        mlflow_logger.removeFilter(note_filter)
+
+
+def get_version(client: MlflowClient, name: str, ref: str | int) -> ModelVersion:
+    """A version by number (``3``) or alias (``champion`` / ``@champion``).
+
+    Raises:
+        mlflow.exceptions.MlflowException: no such model, version or alias.
+    """
+    ref = str(ref)
+    if ref.isdigit():
+        return client.get_model_version(name, ref)
+    return client.get_model_version_by_alias(name, ref.lstrip("@"))
+
+
+def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def _history(client: MlflowClient, name: str) -> list[str]:
+    text = client.get_registered_model(name).tags.get(HISTORY_TAG, "")
+    return [v for v in text.split(",") if v]
+
+
+def _set_champion(client: MlflowClient, name: str, version: str, reason: str, history: list[str] | None = None) -> None:
+    history = _history(client, name) if history is None else history
+    if not history or history[-1] != version:
+        history.append(version)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
+    client.set_model_version_tag(name, version, "champion.since", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    client.set_model_version_tag(name, version, "champion.reason", reason)
+
+
+def apply_promotion_rule(
+    client: MlflowClient, name: str, version: str, value: float, metric: str = PROMOTION_METRIC
+) -> PromotionDecision:
+    """Give a new version ``challenger``, and ``champion`` if its ``metric`` beats the champion's (higher is better).
+
+    Args:
+        client: MLflow client.
+        name: registered model name.
+        version: the new version.
+        value: its validation metric.
+        metric: name of the metric; the champion's value is read from its version tag of that name.
+
+    Returns:
+        The decision, also written as ``promotion.*`` tags on the version.
+    """
+    champion = _champion(client, name)
+    champion_value: float | None = None
+    if champion is not None and metric in champion.tags:
+        try:
+            champion_value = float(champion.tags[metric])
+        except ValueError:
+            champion_value = None
+    if champion is None:
+        promoted = True
+    else:
+        promoted = champion_value is not None and float(value) > champion_value
+    decision = PromotionDecision(
+        version=str(version),
+        metric=metric,
+        candidate_value=float(value),
+        champion_version=None if champion is None else str(champion.version),
+        champion_value=champion_value,
+        promoted=promoted,
+    )
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    for key, tag in decision.tags().items():
+        client.set_model_version_tag(name, str(version), key, tag)
+    if promoted:
+        _set_champion(client, name, str(version), f"automatic: {decision.reason}")
+    logger.info("%s v%s: %s", name, version, decision.reason)
+    return decision
+
+
+def promote(name: str, version: str | int, alias: str = CHAMPION, reason: str = "manual promotion",
+            client: MlflowClient | None = None) -> None:
+    """Point ``alias`` (default ``champion``) at ``version`` by hand; champion moves are kept in the history."""
+    client = client or get_client()
+    version = str(get_version(client, name, version).version)  # fails clearly for a missing version
+    if alias == CHAMPION:
+        _set_champion(client, name, version, reason)
+    else:
+        client.set_registered_model_alias(name, alias, version)
+    logger.info("%s: alias %s -> version %s", name, alias, version)
+
+
+def rollback(name: str, to_version: str | int | None = None, client: MlflowClient | None = None) -> str:
+    """Move ``champion`` back to the previous champion (or to ``to_version``).
+
+    Returns:
+        The version that is champion now.
+
+    Raises:
+        ValueError: there is no earlier champion in the history and no ``to_version``.
+    """
+    client = client or get_client()
+    current = _champion(client, name)
+    current_version = None if current is None else str(current.version)
+    history = _history(client, name)
+    if to_version is not None:
+        target = str(get_version(client, name, to_version).version)
+    else:
+        while history and history[-1] == current_version:
+            history.pop()
+        if not history:
+            raise ValueError(f"{name}: no earlier champion to roll back to (history: {_history(client, name)}).")
+        target = history[-1]
+    _set_champion(client, name, target, f"rollback from v{current_version}", history=history)
+    if current_version is not None:
+        client.set_model_version_tag(name, current_version, "champion.rolled_back", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    logger.info("%s: champion rolled back from v%s to v%s", name, current_version, target)
+    return target
+
+
+def version_settings(version: ModelVersion) -> dict[str, Any]:
+    """The preprocessing settings stored on a version's tags, with their types restored."""
+    casts: dict[str, Any] = {"image_size": int, "num_classes": int, "threshold": float, "temperature": float,
+                             "network_kwargs": json.loads}
+    out: dict[str, Any] = {}
+    for key in MODEL_SETTING_KEYS:
+        if key in version.tags:
+            out[key] = casts.get(key, str)(version.tags[key])
+    return out
+
+
+def describe_version(version: ModelVersion) -> dict[str, Any]:
+    """A version as a plain dict: number, aliases, run, source, status, description and tags."""
+    return {
+        "name": version.name,
+        "version": str(version.version),
+        "aliases": list(getattr(version, "aliases", []) or []),
+        "run_id": version.run_id,
+        "source": version.source,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(version.creation_timestamp / 1000)),
+        "description": version.description or "",
+        "tags": dict(version.tags),
+    }
+
+
+def list_versions(name: str, client: MlflowClient | None = None) -> list[dict[str, Any]]:
+    """Every version of ``name``, newest first, as :func:`describe_version` dicts."""
+    client = client or get_client()
+    aliases: dict[str, list[str]] = {}
+    for alias, number in client.get_registered_model(name).aliases.items():
+        aliases.setdefault(str(number), []).append(alias)
+    out = []
+    for version in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: -int(v.version)):
+        row = describe_version(version)
+        row["aliases"] = sorted(set(row["aliases"]) | set(aliases.get(row["version"], [])))
+        out.append(row)
+    return out

@@ -1,0 +1,138 @@
+"""Find the MLflow run MONAI's ``MLFlowHandler`` opened for an engine, and log to it.
+
+``python -m monai.bundle run ... --tracking mlflow`` (or a settings file) appends MONAI's ``MLFlowHandler`` to the
+bundle's trainer and validator handlers. The project's handlers do not open runs of their own: they look for that
+handler on their engine and write into its run, so a bundle run without ``--tracking`` logs nothing to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ignite.engine import Engine, Events
+
+from pipeline.tracking.params import to_param_value
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from monai.handlers import MLFlowHandler
+
+__all__ = ["TrackedRun", "find_mlflow_handler", "tracked_run_of"]
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 100  # MLflow's log_batch accepts at most 100 parameters per call
+
+
+def find_mlflow_handler(engine: Engine) -> MLFlowHandler | None:
+    """MONAI's ``MLFlowHandler`` attached to ``engine`` (found through its ``STARTED`` callback), or None."""
+    from monai.handlers import MLFlowHandler
+
+    for callback, _, _ in getattr(engine, "_event_handlers", {}).get(Events.STARTED, []):
+        parent = getattr(callback, "_parent", None)  # ignite wraps callbacks that take no engine argument
+        callback = parent() if parent is not None else callback
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, MLFlowHandler):
+            return owner
+    return None
+
+
+@dataclass
+class TrackedRun:
+    """One MLflow run and the client that reaches it, with the few writes the pipeline needs.
+
+    Attributes:
+        client: MLflow client (tracking store and registry).
+        run_id: the run's id.
+    """
+
+    client: MlflowClient
+    run_id: str
+
+    @property
+    def tracking_uri(self) -> str:
+        """URI of the store the run lives in."""
+        return str(self.client.tracking_uri)
+
+    @property
+    def experiment_id(self) -> str:
+        """Id of the run's experiment."""
+        return str(self.client.get_run(self.run_id).info.experiment_id)
+
+    def log_params(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """Log parameters, skipping those already logged (MLflow forbids changing a parameter's value).
+
+        Returns:
+            The parameters that were already logged with a different value (left unchanged), normally empty.
+        """
+        from mlflow.entities import Param
+
+        logged = self.client.get_run(self.run_id).data.params
+        new = {k: to_param_value(v) for k, v in params.items()}
+        conflicts = {k: v for k, v in new.items() if k in logged and logged[k] != v}
+        for key, value in conflicts.items():
+            logger.warning("parameter %s already logged as %r; not changing it to %r", key, logged[key], value)
+        items = [Param(k, v) for k, v in new.items() if k not in logged]
+        for start in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + _BATCH])
+        return conflicts
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log numeric metrics at ``step`` (non-numeric values are skipped)."""
+        import time
+
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        items = [Metric(k, float(v), stamp, int(step)) for k, v in metrics.items() if _is_number(v)]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set run tags (values become strings)."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, to_param_value(v)) for k, v in tags.items()]
+        if items:
+            self.client.log_batch(self.run_id, tags=items)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a file, or a folder's content, under ``artifact_path``."""
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dict(self, payload: Mapping[str, Any], artifact_file: str) -> None:
+        """Write a mapping as a JSON (or YAML, by extension) artifact."""
+        self.client.log_dict(self.run_id, dict(payload), artifact_file)
+
+
+def tracked_run_of(engine: Engine) -> TrackedRun | None:
+    """The run MONAI's ``MLFlowHandler`` on ``engine`` logs to, opening it now if the handler has not yet.
+
+    ``MLFlowHandler.start`` is idempotent (it reuses its run), so calling it ahead of its own ``STARTED`` callback
+    only moves the run's creation earlier.
+
+    Returns:
+        The run, or None when no ``MLFlowHandler`` is attached (tracking is off).
+    """
+    handler = find_mlflow_handler(engine)
+    if handler is None:
+        return None
+    if handler.cur_run is None:
+        handler.start(engine)
+    return TrackedRun(handler.client, handler.cur_run.info.run_id)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor with more than one element
+        return False
+    return True
