@@ -63,6 +63,38 @@ def read_split_file(path: str | Path) -> dict[str, str]:
     return out
 
 
+def _read_groups(dataset_dir: Path, group_file: str | Path | None, column: str) -> dict[str, str]:
+    if group_file == "auto":
+        candidate = dataset_dir / "manifest.csv"
+        group_file = candidate if candidate.is_file() else None
+    if not group_file:
+        return {}
+    with open(group_file, newline="") as f:
+        reader = csv.DictReader(f)
+        if column not in (reader.fieldnames or []):
+            return {}
+        id_col = "id" if "id" in (reader.fieldnames or []) else (reader.fieldnames or [""])[0]
+        return {row[id_col]: row[column] for row in reader}
+
+
+def _split_bucket(
+    items: list[dict[str, str]], fractions: list[float], rng: random.Random, stratified: bool
+) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
+    """Shuffle one group and cut it by the fractions; small groups still reach validation and test."""
+    order = list(items)
+    rng.shuffle(order)
+    n = len(order)
+    if stratified and n == 1:
+        return [], [], order  # a body part with a single image goes to test only (XNet paper)
+    n_val = round(fractions[1] * n)
+    n_test = round(fractions[2] * n)
+    if stratified and n >= 3:
+        n_val = max(n_val, 1) if fractions[1] > 0 else 0
+        n_test = max(n_test, 1) if fractions[2] > 0 else 0
+    n_train = n - n_val - n_test
+    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
+
+
 def datalist_hash(datalist: dict[str, Any]) -> str:
     """A short content hash of the split (file names per section), logged with every run for traceability."""
     digest = hashlib.sha256()
@@ -88,6 +120,8 @@ def prepare_datalist(
     split_file: str | Path | None = "auto",
     filename: str = "datalist.json",
     reuse: bool = True,
+    group_file: str | Path | None = "auto",
+    group_column: str = "body_part",
 ) -> dict[str, Any]:
     """Pair a dataset folder and split it into training / validation / test, as a MONAI datalist.
 
@@ -103,6 +137,11 @@ def prepare_datalist(
             ``None`` for the seeded random split.
         filename: name of the JSON file. Defaults to ``datalist.json``.
         reuse: reuse an existing JSON made from the same dataset and settings. Defaults to True.
+        group_file: a CSV with an ``id`` column and ``group_column`` (e.g. the synthetic set's ``manifest.csv``
+            with ``body_part``); ``"auto"`` uses ``dataset_dir/manifest.csv`` when it has that column. With groups,
+            the random split is stratified (every group in every section when it has enough members, a group with a
+            single item goes to test, as in the XNet paper) and each item carries ``"group"`` for balanced sampling.
+        group_column: the grouping column. Defaults to ``"body_part"``.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...], "dataset_dir", "source", "seed", "hash", ...}``;
@@ -119,8 +158,10 @@ def prepare_datalist(
     if split_file == "auto":
         candidate = dataset_dir / "splits.csv"
         split_file = candidate if candidate.is_file() else None
+    groups = _read_groups(dataset_dir, group_file, group_column)
     settings = {
         "dataset_dir": str(dataset_dir),
+        "stratified_by": group_column if groups else None,
         "split": fractions,
         "seed": int(seed),
         "split_file": str(Path(split_file).resolve()) if split_file else None,
@@ -139,6 +180,9 @@ def prepare_datalist(
     report = pair_folder(dataset_dir)
     report.log(logger)
     pairs = report.pairs
+    if groups:
+        for pair in pairs:
+            pair["group"] = groups.get(pair["id"], "unknown")
     if not pairs:
         raise ValueError(f"{dataset_dir}: no usable image/mask pairs found (see the warnings above).")
     sections: dict[str, list[dict[str, str]]] = {name: [] for name in SPLIT_NAMES}
@@ -152,16 +196,19 @@ def prepare_datalist(
             logger.warning("%d pairs are not in %s and were left out: %s", len(unassigned), split_file, unassigned[:10])
         source = f"split file {Path(split_file).name}"
     else:
-        order = list(pairs)
-        random.Random(seed).shuffle(order)
-        n = len(order)
-        n_val = round(fractions[1] * n)
-        n_test = round(fractions[2] * n)
-        n_train = n - n_val - n_test
-        sections["training"] = sorted(order[:n_train], key=lambda p: p["id"])
-        sections["validation"] = sorted(order[n_train : n_train + n_val], key=lambda p: p["id"])
-        sections["test"] = sorted(order[n_train + n_val :], key=lambda p: p["id"])
-        source = f"random {round(fractions[0] * 100)}/{round(fractions[1] * 100)}/{round(fractions[2] * 100)} split, seed {seed}"
+        buckets: dict[str, list[dict[str, str]]] = {}
+        for pair in pairs:
+            buckets.setdefault(pair.get("group", ""), []).append(pair)
+        rng = random.Random(seed)
+        for group in sorted(buckets):
+            train, val, test = _split_bucket(buckets[group], fractions, rng, stratified=bool(groups))
+            sections["training"] += train
+            sections["validation"] += val
+            sections["test"] += test
+        for name in SPLIT_NAMES:
+            sections[name].sort(key=lambda p: p["id"])
+        pct = "/".join(str(round(f * 100)) for f in fractions)
+        source = f"random {pct} split, seed {seed}" + (f", stratified by {group_column}" if groups else "")
     for name, frac in zip(("training", "validation"), fractions[:2]):
         if frac > 0 and not sections[name]:
             raise ValueError(f"{dataset_dir}: the {name} section is empty ({len(pairs)} pairs, {source}).")

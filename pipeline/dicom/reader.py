@@ -122,9 +122,13 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
     try:
         raw = ds.pixel_array
     except Exception as err:  # noqa: BLE001 - decoder errors vary by plugin
+        hint = ""
+        if "plugins are missing" in str(err) or "missing required dependencies" in str(err):
+            # only a missing plugin is fixed by installing one; truncated or corrupt data is not
+            hint = " Install the decoders with `pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg python-gdcm`."
         raise ImageReadError(
-            f"{path}: pixel data could not be decoded (transfer syntax {meta['TransferSyntaxUID'] or 'unknown'}): {err}. "
-            "Install the decoders with `pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg python-gdcm`."
+            f"{path}: pixel data could not be decoded (transfer syntax {meta['TransferSyntaxUID'] or 'unknown'}): "
+            f"{err}.{hint}"
         ) from err
     if raw.ndim != 2:
         raise UnsupportedImageError(f"{path}: pixel array has shape {raw.shape}; expected a single 2D frame.")

@@ -11,6 +11,8 @@ The evaluator's post-processing must leave, per decollated item:
 :func:`pipeline.postprocessing.postprocessing_transforms` builds exactly that chain (activation, copy of the
 probabilities to ``prob``, thresholds, optional lung cleanup, one-hot label).
 
+MONAI's workflows attach ``additional_metrics`` only when a ``key_val_metric`` is given (e.g. ``MeanDice``).
+
 Empty masks: MONAI's Hausdorff handler yields NaN for an image whose prediction or ground truth is empty, and the
 epoch mean skips NaNs, so the HD95 mean covers only images where both exist; IoU and F1 count those images as 0.
 """

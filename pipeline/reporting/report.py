@@ -153,6 +153,7 @@ def _write_variant(
     title: str,
     gallery_per_group: int,
     dpi: int,
+    figures: bool,
 ) -> ReportResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     agg = run.aggregator
@@ -179,20 +180,21 @@ def _write_variant(
         for tag, i in _gallery_indices(dice, gallery_per_group)
     ]
     rho = float(summary["uncertainty_dice_spearman"]["spearman_rho"])
-    figures = {
-        "reliability_diagram": plot_reliability_diagram(cal, names),
-        "confidence_histogram": plot_confidence_histogram(cal),
-        "roc_curves": plot_roc_curves(curves),
-        "confusion_matrix": plot_confusion_matrix(agg.confusion_matrix(), names),
-        "dice_histogram": plot_dice_histogram(dice, dice_label),
-        "uncertainty_vs_dice": plot_uncertainty_vs_dice(agg.column("uncertainty_score"), dice, rho, dice_label),
-        "overlay_gallery": plot_overlay_gallery(gallery, names, dice_label),
+    plots = {
+        "reliability_diagram": lambda: plot_reliability_diagram(cal, names),
+        "confidence_histogram": lambda: plot_confidence_histogram(cal),
+        "roc_curves": lambda: plot_roc_curves(curves),
+        "confusion_matrix": lambda: plot_confusion_matrix(agg.confusion_matrix(), names),
+        "dice_histogram": lambda: plot_dice_histogram(dice, dice_label),
+        "uncertainty_vs_dice": lambda: plot_uncertainty_vs_dice(agg.column("uncertainty_score"), dice, rho, dice_label),
+        "overlay_gallery": lambda: plot_overlay_gallery(gallery, names, dice_label),
     }
-    for name, fig in figures.items():
-        files[name] = _save(fig, out_dir / f"{name}.png", dpi)
+    for name, plot in plots.items() if figures else ():
+        files[name] = _save(plot(), out_dir / f"{name}.png", dpi)
     summary["files"] = {k: p.name for k, p in files.items()}
     files["summary_json"] = write_json(out_dir / "summary.json", summary)
-    page = render_report_page(summary, rows, {cap: f"{key}.png" for key, cap in FIGURES}, title=title)
+    captions = {cap: f"{key}.png" for key, cap in FIGURES if key in files}
+    page = render_report_page(summary, rows, captions, title=title)
     files["index_html"] = out_dir / "index.html"
     files["index_html"].write_text(page)
     logger.info("wrote evaluation report of %d images to %s", len(rows), out_dir)
@@ -237,6 +239,7 @@ def write_evaluation_report(
     gallery_per_group: int = 2,
     title: str = "Segmentation evaluation",
     dpi: int = 110,
+    figures: bool = True,
 ) -> ReportResult:
     """Evaluate cases and write the report files (see the module docstring for the layout).
 
@@ -256,6 +259,8 @@ def write_evaluation_report(
         gallery_per_group: cases shown for each of best / median / worst.
         title: page title.
         dpi: PNG resolution.
+        figures: draw the PNG figures (about 5 s per variant on a CPU); ``False`` writes only the tables, JSON and
+            HTML, for quick sweeps.
 
     Returns:
         :class:`ReportResult`; for several variants its ``variants`` holds each one's result.
@@ -288,11 +293,11 @@ def write_evaluation_report(
         raise ValueError("write_evaluation_report got no cases.")
 
     if len(runs) == 1:
-        return _write_variant(runs[0], out, images, labels, title, gallery_per_group, dpi)
+        return _write_variant(runs[0], out, images, labels, title, gallery_per_group, dpi, figures)
 
     results = {
         run.variant.name: _write_variant(
-            run, out / run.variant.name, images, labels, f"{title} – {run.variant.name}", gallery_per_group, dpi
+            run, out / run.variant.name, images, labels, f"{title} – {run.variant.name}", gallery_per_group, dpi, figures
         )
         for run in runs
     }

@@ -18,7 +18,7 @@ from .generator import CLASS_NAMES, SyntheticRadiographGenerator, generate_sampl
 from .implants import IMPLANT_KINDS, ImplantSite, add_implant
 from .phantoms import BODY_PART_ALIASES, BODY_PARTS, BodyPart, resolve_body_part
 from .physics import Acquisition, Projection, heel_field, polychromatic_transmission, simulate_projection, xray_spectrum
-from .writer import write_dataset
+from .writer import MANIFEST_FIELDS, save_png_atomic, write_dataset
 
 __all__ = [
     "Acquisition",
@@ -30,6 +30,7 @@ __all__ = [
     "IMPLANT_KINDS",
     "ImplantSite",
     "LABEL_EPS_CM",
+    "MANIFEST_FIELDS",
     "MATERIALS",
     "PhantomMaps",
     "Projection",
@@ -42,6 +43,7 @@ __all__ = [
     "polychromatic_transmission",
     "resolve_body_part",
     "sample_seed",
+    "save_png_atomic",
     "simulate_projection",
     "write_dataset",
     "xray_spectrum",

@@ -56,6 +56,16 @@ def _smooth_basis(n: int, k: int) -> np.ndarray:
     return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+@lru_cache(maxsize=4)
+def _texture_bank(n: int) -> np.ndarray:
+    """``2n x 2n`` band-pass noise tile (fixed seed) from which per-sample trabecular textures are cut."""
+    noise = np.random.default_rng(20190331).standard_normal((2 * n, 2 * n)).astype(np.float32)
+    fine = ndimage.gaussian_filter(noise, 0.8, mode="wrap")
+    band = fine - ndimage.gaussian_filter(fine, 2.5, mode="wrap")
+    band /= max(float(band.std()), 1e-6)
+    return (1.0 + 0.25 * np.tanh(1.5 * band)).astype(np.float32)
+
+
 def sample_seed(seed: int, index: int) -> int:
     """Seed of sample ``index`` of a dataset generated with base ``seed`` (independent streams).
 
@@ -130,17 +140,24 @@ class SyntheticRadiographGenerator:
         fields = []
         for _ in range(2):
             coarse = rng.standard_normal((6, 6)).astype(np.float32) * np.float32(amplitude_cm)
-            half = (basis[:, :, None] * coarse[None, :, :]).sum(axis=1)  # (n, 6), no BLAS
-            fields.append((half[:, None, :] * basis[None, :, :]).sum(axis=2))
+            half = (basis[:, :, None] * coarse[None, :, :]).sum(axis=1)  # (n, 6)
+            field = np.zeros((self.size, self.size), np.float32)
+            for k in range(6):  # sum of outer products: no BLAS call on a shared machine
+                field += np.multiply.outer(half[:, k], basis[:, k])
+            fields.append(field)
         return fields[0], fields[1]
 
-    def _trabecular_texture(self, rng: np.random.Generator, pixel_cm: float) -> np.ndarray:
-        """Multiplicative trabecular texture: band-pass noise (~1-3 mm), soft-clipped into a mesh."""
-        noise = rng.standard_normal((self.size, self.size)).astype(np.float32)
-        fine = ndimage.gaussian_filter(noise, max(0.1 / pixel_cm, 0.7))
-        band = fine - ndimage.gaussian_filter(fine, max(0.35 / pixel_cm, 2.0))
-        band /= max(float(band.std()), 1e-6)
-        return (1.0 + 0.25 * np.tanh(1.5 * band)).astype(np.float32)
+    def _trabecular_texture(self, rng: np.random.Generator) -> np.ndarray:
+        """Multiplicative trabecular texture: a random crop, flip and transpose of a cached band-pass
+        noise tile (features ~1-3 pixels), soft-clipped into a mesh, mean 1, amplitude ~0.25."""
+        bank = _texture_bank(self.size)
+        oy, ox = (int(x) for x in rng.integers(0, self.size, 2))
+        tex = bank[oy : oy + self.size, ox : ox + self.size]
+        if rng.random() < 0.5:
+            tex = tex[::-1]
+        if rng.random() < 0.5:
+            tex = tex.T
+        return tex
 
     def _phantom(
         self, part: BodyPart, rng: np.random.Generator, with_metal: bool, shrink: float
@@ -157,7 +174,7 @@ class SyntheticRadiographGenerator:
                         warp=self._warp(rng, part.warp_cm))
         sites = part.build(canvas, rng)
         implant = add_implant(canvas, rng, sites) if with_metal else ""
-        maps = canvas.finish(texture=self._trabecular_texture(rng, canvas.pixel_cm))
+        maps = canvas.finish(texture=self._trabecular_texture(rng))
         pose = {"fov_cm": fov, "scale": scale, "angle_deg": math.degrees(angle), "mirror": mirror}
         return maps, canvas.pixel_cm, implant, pose
 
@@ -212,7 +229,7 @@ class SyntheticRadiographGenerator:
             electronic_noise=float(rng.uniform(2.0, 10.0)),
             metal=metal,
             edge_enhancement=self.edge_enhancement * float(rng.uniform(0.6, 1.4)),
-            range_compression=min(self.range_compression * float(rng.uniform(0.6, 1.4)), 0.9),
+            range_compression=min(self.range_compression * float(rng.uniform(0.75, 1.35)), 0.9),
             tone_gamma=float(rng.uniform(1.0, 3.0)),
             bits=self.bits,
         )

@@ -133,7 +133,7 @@ def add_implant(canvas: Canvas, rng: np.random.Generator, sites: list[ImplantSit
     elif kind == "prosthesis":
         head = a
         neck = np.asarray(site.end)
-        down = np.array([0.3 * np.sign(neck[0] - head[0]), 1.0])
+        down = np.array([-0.06 * np.sign(neck[0] - head[0]), 1.0])  # along the femoral shaft
         stem = [head, neck, neck + down * 4.0, neck + down * 12.0]
         canvas.sweep(stem, [0.8, 0.9, 0.7, 0.4], depths=[0.8, 0.9, 0.8, 0.45], material="metal")
         canvas.ellipsoid(head, (1.35, 1.35), 1.35, material="metal")

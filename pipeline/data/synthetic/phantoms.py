@@ -324,15 +324,16 @@ def _chest(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
         if arms:
             c.sweep(_mirror([(w + 2.5, -12.0), (w + 3.8, -2.0), (w + 4.3, 12.0)], side), [4.0, 3.7, 3.5],
                     depths=[4.2, 3.8, 3.5], material="soft")
-    # air: lungs, trachea, bronchi, stomach bubble; heart, mediastinum and vessels displace lung
+    # air: lungs (inflated lung is ~0.26 g/cm^3, so a lung displaces ~75 % of its volume of tissue),
+    # trachea, bronchi, stomach bubble; heart, mediastinum and vessels displace lung
     for side in (-1.0, 1.0):
         base = 2.5 + (0.8 if side > 0 else 0.0) + u(-1.0, 1.0)
         lw = (w - 1.2) / 13.5
         c.sweep(_mirror([(4.8, -15.5), (6.6 * lw + 0.5, -10.0), (8.0 * lw, -3.0), (8.4 * lw, base)], side),
-                np.array([2.0, 4.6, 5.6, 5.4]) * lw, depths=np.array([3.0, 6.0, 7.5, 7.0]) * g, material="air")
+                np.array([2.0, 4.6, 5.6, 5.4]) * lw, depths=np.array([3.0, 6.0, 7.5, 7.0]) * g * 0.75, material="air")
     heart_u = u(1.5, 2.8)
     c.ellipsoid((heart_u, 2.8), (u(5.0, 6.5), 4.8), 6.0 * g, angle=-0.45, material="tissue")
-    c.ellipsoid((0.3, -6.5), (2.4, 7.5), 5.0 * g, material="tissue")
+    c.ellipsoid((0.3, -6.5), (3.0, 8.0), 5.0 * g, material="tissue")
     for side in (-1.0, 1.0):
         _vessel_tree(c, rng, np.array([side * 2.8, -4.5]), side, int(rng.integers(10, 16)))
     c.sweep([(0.0, -26.0), (0.0, -15.0), (0.3, -7.5)], 0.9, material="air")
@@ -358,8 +359,8 @@ def _chest(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
         for side in (-1.0, 1.0):
             jitter = rng.normal(0, 0.15)
             pp = [(x, y + jitter) for x, y in _mirror(pts, side)]
-            c.sweep(pp[:6], rad[:6], depths=0.38, shell=0.1, fill=0.3)
-            c.sweep(pp[5:], rad[5:], depths=0.3, shell=0.06, fill=0.12)
+            c.sweep(pp[:6], rad[:6], depths=0.33, shell=0.08, fill=0.25)
+            c.sweep(pp[5:], rad[5:], depths=0.28, shell=0.05, fill=0.1)
     for side in (-1.0, 1.0):
         c.sweep(_mirror([(1.5, -15.8), (5.0, -16.6), (9.5, -16.3), (w + 1.0, -16.0)], side), 0.75,
                 depths=0.65, shell=0.18, fill=0.25)
@@ -401,7 +402,7 @@ def _pelvis(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
     for side in (-1.0, 1.0):
         head = (side * 9.7, 1.8)
         with c.bone():  # ilium with acetabulum
-            c.ellipsoid((side * 9.3, -7.8), (4.8, 5.6), 0.8, angle=side * 0.5, shell=0.2, fill=0.35,
+            c.ellipsoid((side * 9.3, -7.8), (4.8, 5.6), 1.0, angle=side * 0.5, shell=0.22, fill=0.4,
                         exponent=2.3, clip=(-side * 0.6, 0.8, 2.6))
             c.sweep(_mirror([(5.0, -4.0), (8.0, -0.5), (9.4, 0.6)], side), [1.8, 2.4, 2.2], depths=1.6,
                     shell=0.15, fill=0.35)
@@ -490,7 +491,7 @@ BODY_PARTS: dict[str, BodyPart] = {
     "chest": BodyPart("chest", _chest, (40.0, 46.0), (0.0, -1.0), 1.0, 5.0, (0.88, 1.08), (100.0, 130.0),
                       (800.0, 5000.0), (0.25, 0.55), 180.0, 0.8, False),
     "pelvis": BodyPart("pelvis", _pelvis, (40.0, 46.0), (0.0, -2.0), 1.0, 6.0, (0.88, 1.08), (70.0, 85.0),
-                       (300.0, 2500.0), (0.3, 0.6), 110.0, 0.8),
+                       (300.0, 2500.0), (0.2, 0.45), 110.0, 0.8),
     "skull": BodyPart("skull", _skull, (28.0, 33.0), (0.0, 1.0), 1.0, 10.0, (0.88, 1.08), (65.0, 80.0),
                       (400.0, 3000.0), (0.25, 0.5), 110.0, 0.4),
 }

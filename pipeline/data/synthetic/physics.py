@@ -218,15 +218,17 @@ def polychromatic_transmission(
     mu_m = linear_attenuation(metal, energies_kev)
     use_bone, use_metal = bool(np.any(bone)), bool(np.any(met))
     shape = np.broadcast_shapes(soft.shape, bone.shape, met.shape)
-    out = np.zeros(shape, np.float32)
+    # T = 1 - sum_k w_k (1 - exp(-line_k)), with expm1: exactly 1 for zero paths, < 1 for any positive
+    # path however small, independent of float32 rounding of the weights
+    absorbed = np.zeros(shape, np.float32)
     for k in range(len(energies_kev)):
         line = np.float32(mu_s[k]) * soft
         if use_bone:
             line = line + np.float32(mu_b[k]) * bone
         if use_metal:
             line = line + np.float32(mu_m[k]) * met
-        out += np.float32(weights[k]) * np.exp(-line)
-    return out
+        absorbed -= np.float32(weights[k] / weights.sum()) * np.expm1(-line)
+    return (1.0 - absorbed).astype(np.float32)
 
 
 def heel_field(

@@ -1,0 +1,104 @@
+"""``xray-seg models``: look at and move the registered model's aliases (MLflow registry).
+
+Examples::
+
+    xray-seg models list                                  # versions, aliases, validation / test Dice
+    xray-seg models show chest-xray-lung-seg @champion    # one version: run, settings, promotion tags
+    xray-seg models promote chest-xray-lung-seg 4         # make version 4 the champion
+    xray-seg models rollback chest-xray-lung-seg          # back to the previous champion
+    xray-seg models --tracking-uri http://mlflow:5000 list
+
+The store is ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the lung bundle's embedded SQLite store
+(``bundles/chest_xray_lung_segmentation/eval/mlruns.db``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pipeline.tracking.naming import CHAMPION, DEFAULT_MODEL_NAME
+
+__all__ = ["add_parser", "run_models"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``models`` and its sub-commands ``list``, ``show``, ``promote`` and ``rollback``."""
+    parser = subparsers.add_parser(
+        "models",
+        help="list, show, promote and roll back registered models (MLflow registry)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else the bundle's eval/mlruns.db)")
+    actions = parser.add_subparsers(dest="models_command", metavar="ACTION")
+
+    p = actions.add_parser("list", help="versions with their aliases and metrics")
+    p.add_argument("name", nargs="?", default=DEFAULT_MODEL_NAME, help=f"registered model (default {DEFAULT_MODEL_NAME})")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = actions.add_parser("show", help="one version: run, settings, promotion decision")
+    p.add_argument("name", nargs="?", default=DEFAULT_MODEL_NAME)
+    p.add_argument("ref", nargs="?", default=f"@{CHAMPION}", help="version number or @alias (default @champion)")
+
+    p = actions.add_parser("promote", help="point an alias (default champion) at a version")
+    p.add_argument("name")
+    p.add_argument("version", help="version number or @alias")
+    p.add_argument("--alias", default=CHAMPION, help="alias to move (default champion)")
+    p.add_argument("--reason", default="manual promotion", help="recorded on the version (tag champion.reason)")
+
+    p = actions.add_parser("rollback", help="make the previous champion (or --to VERSION) the champion again")
+    p.add_argument("name", nargs="?", default=DEFAULT_MODEL_NAME)
+    p.add_argument("--to", dest="to_version", default=None, help="version to roll back to (default: previous champion)")
+
+    parser.set_defaults(func=run_models, _parser=parser)
+    return parser
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    columns = ["version", "aliases", "val_mean_dice", "test_mean_dice", "network", "run_name", "created"]
+    cells = [
+        [
+            row["version"],
+            ",".join(row["aliases"]) or "-",
+            row["tags"].get("val_mean_dice", "-")[:8],
+            row["tags"].get("test_mean_dice", "-")[:8],
+            row["tags"].get("network_name", "-"),
+            row["tags"].get("run_name", "-"),
+            row["created"],
+        ]
+        for row in rows
+    ]
+    widths = [max(len(str(x)) for x in [c, *(r[i] for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Run one ``models`` action; returns the exit code."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.tracking import describe_version, get_client, get_version, list_versions, promote, rollback
+
+    if not args.models_command:
+        args._parser.print_help()
+        return 2
+    client = get_client(args.tracking_uri)
+    try:
+        if args.models_command == "list":
+            rows = list_versions(args.name, client=client)
+            print(json.dumps(rows, indent=2) if args.json else _table(rows))
+        elif args.models_command == "show":
+            print(json.dumps(describe_version(get_version(client, args.name, args.ref)), indent=2))
+        elif args.models_command == "promote":
+            promote(args.name, args.version, alias=args.alias, reason=args.reason, client=client)
+            print(f"{args.name}: @{args.alias} -> version {get_version(client, args.name, '@' + args.alias).version}")
+        elif args.models_command == "rollback":
+            version = rollback(args.name, to_version=args.to_version, client=client)
+            print(f"{args.name}: @{CHAMPION} -> version {version}")
+    except (MlflowException, ValueError) as err:
+        print(f"error: {err}")
+        return 1
+    return 0
