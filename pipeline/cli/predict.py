@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,11 @@ def run_predict(args: argparse.Namespace) -> int:
     """Run the batch described by parsed arguments; returns the exit code."""
     from pipeline.inference import BatchRunner, is_model_uri, load_predictor
 
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("highdicom").setLevel(logging.WARNING)  # one INFO line per copied module and image
+        # pydicom warns about malformed values *with the value* (a patient name, say): keep them out of the logs
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom")
     try:
         overrides = parse_overrides(args.override)
     except ValueError as err:

@@ -8,6 +8,7 @@ MONOCHROME1 so that every image leaves here in MONOCHROME2 polarity (bright = de
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,13 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     path = Path(path)
+    caught: list[warnings.WarningMessage] = []
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        # pydicom reports a file cut short inside an undefined-length element (encapsulated pixel data) only as a
+        # warning and returns what it could parse; record warnings so such a file is called truncated, not empty
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
         try:
             ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
@@ -93,6 +99,11 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
         raise ImageReadError(f"{path}: file not found.") from err
     except Exception as err:  # noqa: BLE001 - truncated headers raise many kinds of errors
         raise ImageReadError(f"{path}: unreadable DICOM ({type(err).__name__}: {err}).") from err
+
+    for warning in caught:
+        if "end of file" in str(warning.message).lower():
+            raise ImageReadError(f"{path}: truncated DICOM file ({warning.message}).")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno, module="pydicom")
 
     meta: dict[str, Any] = {
         "SOPInstanceUID": str(ds.get("SOPInstanceUID", "")),

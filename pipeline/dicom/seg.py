@@ -1,9 +1,10 @@
 """DICOM Segmentation (SEG) objects for projection radiographs, written with highdicom.
 
 A SEG made here references its source image, stays in the source's Study, opens a new Series described as
-"not for clinical use", identifies the algorithm (model name and version, family DCM 123109 "Artificial
-Intelligence") and carries one lung segment coded with SNOMED CT (property category "Anatomical Structure"
-91723000, property type "Lung" 39607008). It is BINARY by default; FRACTIONAL stores the lung probability (0-255).
+"not for clinical use", identifies the algorithm (model name and version; family "Artificial Intelligence", DCM
+123110 in CID 7162, where DCM 123109 is "Manual Processing") and carries one lung segment coded with SNOMED CT
+(property category "Anatomical Structure" 91723000, property type "Lung" 39607008). It is BINARY by default;
+FRACTIONAL stores the lung probability (0-255).
 
 Projection radiographs need care (highdicom #99, #159, PR #183): DX and CR images usually have no patient coordinate
 system (no Frame of Reference, or one without ``ImagePositionPatient``), and highdicom then writes no plane position
@@ -113,7 +114,7 @@ def lung_segment_description(algorithm: AlgorithmInfo) -> Any:
     identification = hd.AlgorithmIdentificationSequence(
         name=_lo(algorithm.name or "xray-seg"),
         version=_lo(algorithm.version or "unversioned"),
-        family=codes.cid7162.ArtificialIntelligence,  # DCM 123109
+        family=codes.cid7162.ArtificialIntelligence,  # DCM 123110 (123109 would be Manual Processing)
     )
     return hd.seg.SegmentDescription(
         segment_number=1,

@@ -5,3 +5,6 @@ from pipeline.engines.progress import ProgressBarHandler
 from pipeline.engines.schedule import SCHEDULES, build_scheduler, is_epoch_level
 
 __all__ = ["SCHEDULES", "EpochSummaryHandler", "ProgressBarHandler", "build_scheduler", "is_epoch_level"]
+from pipeline.engines.device_path import DATA_PATHS, DetachOutputd, DevicePrepareBatch, amp_kwargs, resolve_data_path
+
+__all__ += ["DATA_PATHS", "DetachOutputd", "DevicePrepareBatch", "amp_kwargs", "resolve_data_path"]

@@ -176,7 +176,8 @@ class _ScanDataset(Dataset):
         return select_file(self.paths[index], self.rules)
 
 
-def _strip_path(message: str, path: str) -> str:
+def _strip_path(message: str, path: str | Path) -> str:
+    path = str(path)
     prefix = f"{path}: "
     message = message[len(prefix) :] if message.startswith(prefix) else message
     return message.replace(path, "<file>")
@@ -195,11 +196,11 @@ def _classify_read_error(err: Exception, path: str) -> tuple[str, str]:
     if isinstance(err, ImageReadError):
         if "empty file" in text:
             return "empty", reason
-        if "no pixel data" in text:
+        if "has no pixel data" in text:
             return "no_pixel_data", reason
         if "not a dicom" in text or "not a recognised image" in text:
             return "not_dicom", reason
-        if "plugins are missing" in text or "missing required dependencies" in text:
+        if any(k in text for k in ("plugins are missing", "missing required dependencies", "decoders", "is not supported")):
             return "unsupported_syntax", reason
         if "less than expected" in text or "truncat" in text or "end of file" in text or "premature" in text:
             return "truncated", reason

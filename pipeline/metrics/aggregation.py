@@ -20,7 +20,13 @@ from pipeline.metrics.confusion import (
 from pipeline.metrics.evaluation import evaluate_segmentation
 from pipeline.metrics.qc import QC_FLAGS, uncertainty_dice_correlation
 from pipeline.metrics.roc import PIXELS_PER_IMAGE, ROC_SAMPLE_SIZE, PixelSampler, ROCCurve, pixel_roc
-from pipeline.metrics.utils import as_numpy, class_probabilities, probabilities_to_labels, resolve_class_names
+from pipeline.metrics.utils import (
+    as_numpy,
+    class_probabilities,
+    column_name,
+    probabilities_to_labels,
+    resolve_class_names,
+)
 
 __all__ = ["SegmentationAggregator", "describe"]
 
@@ -181,9 +187,9 @@ class SegmentationAggregator:
             "flagged_cases": [r["case_id"] for r in self.rows if r.get("n_flags", 0)],
         }
         status = {
-            n: dict(Counter(str(r[f"surface_status_{n}"]) for r in self.rows))
+            n: dict(Counter(str(r[column_name("surface_status", n)]) for r in self.rows))
             for n in names
-            if f"surface_status_{n}" in self.rows[0]
+            if column_name("surface_status", n) in self.rows[0]
         }
         return {
             "n_images": len(self.rows),

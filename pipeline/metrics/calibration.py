@@ -45,7 +45,9 @@ def _prob_tensor(class_prob: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(as_numpy(class_prob), dtype=torch.float32)[None]
 
 
-def _top_label(class_prob: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _top_label(
+    class_prob: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     p = _prob_tensor(class_prob)
     conf, arg = p.max(dim=1, keepdim=True)
     correct = (arg == torch.as_tensor(as_numpy(label).astype(np.int64))[None, None]).float()

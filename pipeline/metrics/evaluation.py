@@ -1,6 +1,7 @@
 """Every per-image metric of one prediction, as one flat, CSV-ready row.
 
-Column names: ``<metric>_<class name>`` per class (e.g. ``dice_lung``, ``hd95_mm_bone``), ``<metric>_weighted`` for
+Column names: ``<metric>_<class name>`` per class (e.g. ``dice_lung``, ``hd95_mm_soft_tissue``; spaces become
+underscores), ``<metric>_weighted`` for
 the XNet class-frequency-weighted averages, and a headline ``<metric>`` without suffix:
 
 * binary task (one-channel sigmoid output, classes ``background``/``lung``): the headline is the **lung** class;
@@ -31,7 +32,13 @@ from pipeline.metrics.confusion import (
 from pipeline.metrics.overlap import overlap_metrics
 from pipeline.metrics.qc import qc_flags
 from pipeline.metrics.surface import surface_distances
-from pipeline.metrics.utils import as_numpy, class_probabilities, probabilities_to_labels, resolve_class_names
+from pipeline.metrics.utils import (
+    as_numpy,
+    class_probabilities,
+    column_name,
+    probabilities_to_labels,
+    resolve_class_names,
+)
 
 __all__ = ["HEADLINE_METRICS", "evaluate_segmentation"]
 
@@ -110,10 +117,10 @@ def evaluate_segmentation(
     for metric, values in per_class.items():
         for c, name in enumerate(names):
             if not (metric in surf and status[c] == "skipped"):
-                row[f"{metric}_{name}"] = float(values[c])
+                row[column_name(metric, name)] = float(values[c])
     for c, name in enumerate(names):
         if status[c] != "skipped":
-            row[f"surface_status_{name}"] = status[c]
+            row[column_name("surface_status", name)] = status[c]
     if qc:
         q = qc_flags(prob, p)
         flags = q.pop("flags")

@@ -11,7 +11,9 @@ from pipeline.metrics.utils import one_hot_tensor
 __all__ = ["overlap_metrics"]
 
 
-def overlap_metrics(pred: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor, num_classes: int) -> dict[str, np.ndarray]:
+def overlap_metrics(
+    pred: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor, num_classes: int
+) -> dict[str, np.ndarray]:
     """Dice and IoU of every class of one image.
 
     Empty masks follow MONAI's ``ignore_empty=False`` convention, so a case never drops out of a mean silently:

@@ -6,17 +6,17 @@ Scores and thresholds (module-level constants, chosen from the ground-truth mask
 OpenIST (275 images) at 256 x 256, where lung area fractions span 0.15-0.46, left/right half ratios 0.54-1.0, and every
 mask has exactly two components of at least 0.1 % of the image):
 
-==================  =====================================================================  ============================
-flag                score                                                                  raised when
-==================  =====================================================================  ============================
-``high_entropy``    mean predictive entropy over all pixels, normalised by ``log K``        ``> ENTROPY_MAX`` (0.10)
-``empty_mask``      foreground pixel count                                                 ``== 0``
-``components``      connected components of at least ``MIN_COMPONENT_FRACTION`` of the     ``!= EXPECTED_COMPONENTS``
-                    image (8-connectivity)                                                 (2)
-``area_fraction``   foreground pixels / image pixels                                       outside ``AREA_FRACTION_RANGE``
-                                                                                           (0.10-0.55)
-``lr_imbalance``    smaller / larger foreground area of the left and right image halves   ``< LR_RATIO_MIN`` (0.5)
-==================  =====================================================================  ============================
+==================  ==========================================================  ================================
+flag                score                                                       raised when
+==================  ==========================================================  ================================
+``high_entropy``    mean predictive entropy over all pixels, / ``log K``        ``> ENTROPY_MAX`` (0.10)
+``empty_mask``      foreground pixel count                                      ``== 0``
+``components``      connected components of at least                            ``!= EXPECTED_COMPONENTS`` (2)
+                    ``MIN_COMPONENT_FRACTION`` of the image (8-connectivity)
+``area_fraction``   foreground pixels / image pixels                            outside ``AREA_FRACTION_RANGE``
+                                                                                (0.10-0.55)
+``lr_imbalance``    smaller / larger foreground area of the image halves        ``< LR_RATIO_MIN`` (0.5)
+==================  ==========================================================  ================================
 
 The anatomical flags (last four) apply to lung masks (binary task); for multi-class outputs without a lung class
 (XNet) only the entropy flag is evaluated, unless ``anatomical=True``.
@@ -155,7 +155,10 @@ def qc_flags(
         lung = m == lung_label
         n_big, n_all = component_count(lung)
         scores.update(
-            area_fraction=float(lung.mean()), n_components=n_big, n_components_all=n_all, lr_ratio=left_right_ratio(lung)
+            area_fraction=float(lung.mean()),
+            n_components=n_big,
+            n_components_all=n_all,
+            lr_ratio=left_right_ratio(lung),
         )
         if not lung.any():
             flags.append("empty_mask")

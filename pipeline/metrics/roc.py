@@ -36,7 +36,7 @@ class ROCCurve:
     """ROC of one class against the rest.
 
     Attributes:
-        class_name: the positive class.
+        class_name: the positive class; class_index: its index (and colour in figures).
         auc: area under the curve (MONAI ``compute_roc_auc``); NaN when the sample holds only one of the two labels.
         fpr: false-positive rates, increasing from 0 to 1.
         tpr: true-positive rates at the same thresholds.
@@ -45,6 +45,7 @@ class ROCCurve:
     """
 
     class_name: str
+    class_index: int
     auc: float
     fpr: np.ndarray
     tpr: np.ndarray
@@ -57,6 +58,7 @@ class ROCCurve:
         thr = [None if not np.isfinite(t) else round(float(t), 6) for t in self.thresholds]
         return {
             "class_name": self.class_name,
+            "class_index": self.class_index,
             "auc": None if not np.isfinite(self.auc) else float(self.auc),
             "n_pixels": self.n_pixels,
             "n_positive": self.n_positive,
@@ -78,7 +80,8 @@ class PixelSampler:
     Example::
 
         >>> s = PixelSampler(max_pixels=1000, pixels_per_image=600, seed=0)
-        >>> s.add(np.random.rand(2, 32, 32), np.zeros((32, 32), int)); s.add(np.random.rand(2, 32, 32), np.ones((32, 32), int))
+        >>> s.add(np.random.rand(2, 32, 32), np.zeros((32, 32), int))
+        >>> s.add(np.random.rand(2, 32, 32), np.ones((32, 32), int))
         >>> p, y = s.sample(); p.shape, y.shape
         ((1000, 2), (1000,))
     """
@@ -174,5 +177,5 @@ def pixel_roc(
             warnings.simplefilter("ignore")
             auc = float(compute_roc_auc(torch.from_numpy(p[:, k]), torch.from_numpy(pos.astype(np.float32))))
         fpr, tpr, thr = _thin(*roc_curve_points(p[:, k], pos), max_points=max_points)
-        curves.append(ROCCurve(name, auc, fpr, tpr, thr, int(y.size), int(pos.sum())))
+        curves.append(ROCCurve(name, int(k), auc, fpr, tpr, thr, int(y.size), int(pos.sum())))
     return curves

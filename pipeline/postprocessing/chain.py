@@ -43,13 +43,16 @@ def postprocessing_transforms(
         thresholds: per-class thresholds (:func:`pipeline.postprocessing.apply_class_thresholds`); ``None`` is 0.5
             for one channel and plain arg-max for multi-class.
         cleanup: ``True`` or keyword arguments of :class:`pipeline.postprocessing.LungCleanupd` to clean the lung
-            mask; ``False`` skips it.
+            mask; ``False`` skips it. Multi-class outputs must name the lung channel (``{"lung_label": k}``).
         keep_prob: copy the probabilities to ``prob_key`` (needed by the calibration handler).
         label_to_onehot: one-hot the multi-class label for the metrics.
         pred_key, label_key, prob_key: dictionary keys.
 
     Returns:
         A MONAI ``Compose``.
+
+    Raises:
+        ValueError: for ``cleanup`` on a multi-class output without ``lung_label``.
 
     Example (bundle YAML)::
 
@@ -60,6 +63,10 @@ def postprocessing_transforms(
           temperature: null
     """
     binary = num_classes == 1
+    kwargs = dict(cleanup) if isinstance(cleanup, Mapping) else {}
+    if cleanup and not binary and "lung_label" not in kwargs:
+        raise ValueError("the clean-up is for lung masks; for a multi-class output name the lung channel: "
+                         "cleanup={'lung_label': k}.")
     steps: list[Any] = []
     if temperature is not None:
         steps.append(ApplyTemperatured(keys=pred_key, temperature=temperature))
@@ -68,7 +75,6 @@ def postprocessing_transforms(
         steps.append(CopyItemsd(keys=pred_key, times=1, names=prob_key))
     steps.append(ClassThresholdd(keys=pred_key, thresholds=thresholds, to_onehot=not binary))
     if cleanup:
-        kwargs = dict(cleanup) if isinstance(cleanup, Mapping) else {}
         steps.append(LungCleanupd(keys=pred_key, **kwargs))
     if label_to_onehot and not binary:
         steps.append(AsDiscreted(keys=label_key, to_onehot=num_classes))

@@ -5,6 +5,10 @@ One scalar ``T > 0`` divides the logits before the activation: ``sigmoid(z / T)`
 log-likelihood with L-BFGS (over ``log T``, so ``T`` stays positive). ``T > 1`` softens an over-confident network;
 the arg-max (and the 0.5-threshold mask) does not change, only the probabilities do.
 
+Only probabilities at hand (e.g. :class:`pipeline.reporting.EvaluationCase`)? :func:`probabilities_to_logits` recovers
+logits that reproduce them, so ``fit_temperature(torch.stack([probabilities_to_logits(c.prob) for c in val]),
+torch.stack([torch.from_numpy(c.label) for c in val]))`` works too.
+
 Storage: a tiny JSON file ``{"temperature": T}`` (:func:`save_temperature`) or the key ``"temperature"`` of a checkpoint
 dict; :func:`load_temperature` reads either.
 """
@@ -111,7 +115,8 @@ def fit_temperature(
         before = float(_nll(z, y, torch.ones(1, dtype=torch.float64)))
         opt.step(closure)
     t = float(np.clip(log_t.exp().item(), *_T_RANGE))
-    logger.info("temperature %.4f (NLL %.5f -> %.5f on %d pixels)", t, before, float(_nll(z, y, torch.tensor(t))), len(y))
+    after = float(_nll(z, y, torch.tensor(t)))
+    logger.info("temperature %.4f (NLL %.5f -> %.5f on %d pixels)", t, before, after, len(y))
     return t
 
 
@@ -229,7 +234,9 @@ class TemperatureScaler(nn.Module):
         """Calibrated probabilities of ``(N, C, ...)`` logits: sigmoid for ``C == 1``, softmax over ``C`` else."""
         return _as_probabilities(logits, self.temperature)
 
-    def fit(self, logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, **kwargs: Any) -> TemperatureScaler:
+    def fit(
+        self, logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, **kwargs: Any
+    ) -> TemperatureScaler:
         """Fit ``T`` with :func:`fit_temperature` (keyword arguments passed on) and return ``self``."""
         self._temperature.fill_(fit_temperature(logits, labels, **kwargs))
         return self

@@ -12,6 +12,7 @@ from pipeline.reporting.figures import (
     plot_roc_curves,
     plot_uncertainty_vs_dice,
 )
+from pipeline.reporting.handler import EvaluationReportHandler, case_from_output
 from pipeline.reporting.html import INDEX_METRICS, render_comparison_page, render_report_page
 from pipeline.reporting.report import GALLERY_SIZE, ReportResult, write_evaluation_report
 from pipeline.reporting.serialization import to_json_safe, write_csv, write_json
@@ -21,9 +22,11 @@ __all__ = [
     "GALLERY_SIZE",
     "INDEX_METRICS",
     "EvaluationCase",
+    "EvaluationReportHandler",
     "GalleryEntry",
     "ReportResult",
     "ReportVariant",
+    "case_from_output",
     "plot_confidence_histogram",
     "plot_confusion_matrix",
     "plot_dice_histogram",

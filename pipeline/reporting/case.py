@@ -63,8 +63,8 @@ class ReportVariant:
 
     Attributes:
         name: short name, used as sub-folder and table row (e.g. ``"raw"``, ``"cleanup"``, ``"temperature+cleanup"``).
-        temperature: ``T`` applied to the case probabilities (via :func:`pipeline.postprocessing.rescale_probabilities`);
-            ``None`` = as given.
+        temperature: ``T`` applied to the case probabilities (through
+            :func:`pipeline.postprocessing.rescale_probabilities`); ``None`` = as given.
         thresholds: per-class thresholds (:func:`pipeline.postprocessing.apply_class_thresholds`); ``None`` = 0.5 /
             arg-max.
         cleanup: ``True`` or :class:`pipeline.postprocessing.LungCleanup` keyword arguments to clean lung masks.
@@ -86,7 +86,15 @@ class ReportVariant:
             self._cleaner = LungCleanup(**(dict(self.cleanup) if isinstance(self.cleanup, Mapping) else {}))
 
     def apply(self, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Post-process one case: returns ``(probabilities (C, H, W), predicted classes (H, W))``."""
+        """Post-process one case: returns ``(probabilities (C, H, W), predicted classes (H, W))``.
+
+        Raises:
+            ValueError: for ``cleanup`` on a multi-class output without ``lung_label`` in the cleanup arguments.
+        """
+        if self._cleaner is not None and prob.shape[0] > 1 and not (
+            isinstance(self.cleanup, Mapping) and "lung_label" in self.cleanup
+        ):
+            raise ValueError(f"variant {self.name!r}: clean-up of a multi-class output needs {{'lung_label': k}}.")
         p = prob if self.temperature is None else rescale_probabilities(prob, self.temperature)
         pred = apply_class_thresholds(torch.from_numpy(np.ascontiguousarray(p)), self.thresholds)
         if self._cleaner is not None:

@@ -114,10 +114,10 @@ def plot_roc_curves(curves: Sequence[ROCCurve]) -> Figure:
     axes = fig.subplots(1, 2)
     n = curves[0].n_pixels if curves else 0
     for ax, log in zip(axes, (False, True)):
-        for k, c in enumerate(curves):
+        for c in curves:
             fpr = np.asarray(c.fpr)
             x = np.clip(fpr, 1e-6, 1) if log else fpr
-            ax.plot(x, c.tpr, lw=1.6, color=_color(k), label=f"{c.class_name} (AUC {c.auc:.4f})")
+            ax.plot(x, c.tpr, lw=1.6, color=_color(c.class_index), label=f"{c.class_name} (AUC {c.auc:.4f})")
         if log:
             ax.set_xscale("log")
             ax.set_xlim(1e-4, 1)
@@ -132,7 +132,9 @@ def plot_roc_curves(curves: Sequence[ROCCurve]) -> Figure:
     return fig
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], title: str = "Normalised confusion matrix") -> Figure:
+def plot_confusion_matrix(
+    matrix: np.ndarray, class_names: Sequence[str], title: str = "Normalised confusion matrix"
+) -> Figure:
     """Row-normalised ``K x K`` confusion matrix (rows ground truth, columns prediction) with the values printed."""
     m = np.asarray(matrix, dtype=np.float64)
     k = len(class_names)
@@ -171,13 +173,16 @@ def plot_dice_histogram(dice: Sequence[float], label: str = "Dice") -> Figure:
     return fig
 
 
-def plot_uncertainty_vs_dice(uncertainty: Sequence[float], dice: Sequence[float], rho: float, label: str = "Dice") -> Figure:
+def plot_uncertainty_vs_dice(
+    uncertainty: Sequence[float], dice: Sequence[float], rho: float, label: str = "Dice"
+) -> Figure:
     """Scatter of the QC uncertainty score against Dice, with the Spearman correlation in the title."""
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     ax = fig.subplots()
     ax.scatter(uncertainty, dice, s=14, color="#3182bd", alpha=0.8, edgecolor="none")
     ax.set(xlabel="Uncertainty score (1 - soft Dice of the prediction)", ylabel=label)
-    ax.set_title(f"Uncertainty vs {label}  (Spearman rho = {rho:.3f})" if np.isfinite(rho) else f"Uncertainty vs {label}")
+    title = f"Uncertainty vs {label}"
+    ax.set_title(f"{title}  (Spearman rho = {rho:.3f})" if np.isfinite(rho) else title)
     _style(ax)
     return fig
 
@@ -202,7 +207,9 @@ def _overlay(mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     return rgba
 
 
-def plot_overlay_gallery(entries: Sequence[GalleryEntry], class_names: Sequence[str], score_name: str = "Dice") -> Figure:
+def plot_overlay_gallery(
+    entries: Sequence[GalleryEntry], class_names: Sequence[str], score_name: str = "Dice"
+) -> Figure:
     """Best / median / worst cases: columns are cases, rows are image, ground truth and prediction.
 
     The prediction row also draws the ground-truth outline (white), so misses and false positives stand out.

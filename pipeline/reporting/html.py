@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.metrics.utils import column_name
+
 __all__ = ["INDEX_METRICS", "render_comparison_page", "render_report_page"]
 
 INDEX_METRICS: tuple[tuple[str, str], ...] = (
@@ -79,10 +81,12 @@ def render_report_page(
     per_image = summary["per_image"]
     headline = summary.get("headline_class", "")
     variant = summary.get("variant", {})
+    settings = ", ".join(f"{k}={v}" for k, v in variant.items() if k != "name") or "as given"
     parts = [f"<h1>{html.escape(title)}</h1>"]
     parts.append(
         f"<p>{summary['n_images']} images · classes: {html.escape(', '.join(names))} · headline: "
-        f"<b>{html.escape(str(headline))}</b> · variant: <code>{html.escape(str(variant))}</code></p>"
+        f"<b>{html.escape(str(headline))}</b> · variant <b>{html.escape(str(variant.get('name', '')))}</b>: "
+        f"<code>{html.escape(settings)}</code></p>"
         "<p class='note'>Files: <a href='per_image.csv'>per_image.csv</a> · <a href='summary.json'>summary.json</a>. "
         "Headline metrics are the lung class for binary outputs and class-frequency-weighted averages for "
         "multi-class outputs. Empty-mask distances are left out of the means (see surface status).</p>"
@@ -100,7 +104,7 @@ def render_report_page(
     class_rows = [
         [
             n,
-            per_image.get(f"dice_{n}", {}).get("mean"),
+            per_image.get(column_name("dice", n), {}).get("mean"),
             pooled["dice"][n],
             pooled["precision"][n],
             pooled["recall"][n],
@@ -171,5 +175,8 @@ def render_comparison_page(rows: Sequence[Mapping[str, Any]], title: str = "Post
         "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"
         + "".join(body_rows) + "</tbody></table>"
     )
-    note = "<p class='note'>Means over images; full reports per variant behind the links; <a href='comparison.csv'>comparison.csv</a>.</p>"
+    note = (
+        "<p class='note'>Means over images; full reports per variant behind the links; "
+        "<a href='comparison.csv'>comparison.csv</a>.</p>"
+    )
     return _page(title, f"<h1>{html.escape(title)}</h1>{table}{note}")

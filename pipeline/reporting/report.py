@@ -275,10 +275,18 @@ def write_evaluation_report(
         ...     variants=[ReportVariant("raw"), ReportVariant("cleanup", cleanup=True)])
     """
     out = Path(out_dir)
-    vlist = [ReportVariant()] if variants is None else [variants] if isinstance(variants, ReportVariant) else list(variants)
+    if variants is None:
+        vlist = [ReportVariant()]
+    else:
+        vlist = [variants] if isinstance(variants, ReportVariant) else list(variants)
     if not vlist or len({v.name for v in vlist}) != len(vlist):
         raise ValueError(f"variants need unique names, got {[v.name for v in vlist]}.")
-    agg_kwargs = {"num_bins": num_bins, "roc_sample_size": roc_sample_size, "pixels_per_image": pixels_per_image, "seed": seed}
+    agg_kwargs = {
+        "num_bins": num_bins,
+        "roc_sample_size": roc_sample_size,
+        "pixels_per_image": pixels_per_image,
+        "seed": seed,
+    }
     runs: list[_VariantRun] = []
     images: list[np.ndarray] = []
     labels: list[np.ndarray] = []
@@ -295,12 +303,12 @@ def write_evaluation_report(
     if len(runs) == 1:
         return _write_variant(runs[0], out, images, labels, title, gallery_per_group, dpi, figures)
 
-    results = {
-        run.variant.name: _write_variant(
-            run, out / run.variant.name, images, labels, f"{title} – {run.variant.name}", gallery_per_group, dpi, figures
+    results = {}
+    for run in runs:
+        name = run.variant.name
+        results[name] = _write_variant(
+            run, out / name, images, labels, f"{title} – {name}", gallery_per_group, dpi, figures
         )
-        for run in runs
-    }
     comparison = [_comparison_row(name, res) for name, res in results.items()]
     out.mkdir(parents=True, exist_ok=True)
     files = {

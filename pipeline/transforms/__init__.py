@@ -22,3 +22,12 @@ __all__ = [
     "restore_original_size",
     "to_metatensor",
 ]
+from pipeline.transforms.gpu_augment import (
+    RandBatchIntensityd,
+    RandBatchSpatiald,
+    device_augmentation,
+    elastic_displacement,
+    random_affine,
+)
+
+__all__ += ["RandBatchIntensityd", "RandBatchSpatiald", "device_augmentation", "elastic_displacement", "random_affine"]

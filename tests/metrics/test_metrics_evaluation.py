@@ -35,7 +35,7 @@ def test_multiclass_headline_is_class_weighted():
     prob = np.eye(3, dtype=np.float32)[pred].transpose(2, 0, 1)
     row = evaluate_segmentation(prob, label, pred, class_names=["open beam", "soft tissue", "bone"], qc=False)
     dice = [1.0, 0.8, 2 / 3]  # soft tissue 2*2/(2+3), bone 2*1/(2+1)
-    assert row["dice_soft tissue"] == pytest.approx(0.8)
+    assert row["dice_soft_tissue"] == pytest.approx(0.8)
     assert row["dice"] == pytest.approx(np.dot(dice, [6, 3, 1]) / 10)
     assert row["dice_weighted"] == pytest.approx(row["dice"])
     assert "flags" not in row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from monai.bundle import ConfigParser
 
@@ -44,3 +45,11 @@ def test_chain_from_bundle_config():
     chain = ConfigParser(config).get_parsed_content("postprocessing")
     out = chain({"pred": torch.zeros(1, 16, 16), "label": torch.zeros(1, 16, 16)})
     assert out["prob"].shape == (1, 16, 16)
+
+
+def test_cleanup_of_multiclass_output_needs_lung_label():
+    with pytest.raises(ValueError, match="lung_label"):
+        postprocessing_transforms(3, cleanup=True)
+    chain = postprocessing_transforms(3, cleanup={"lung_label": 2})
+    out = chain({"pred": torch.randn(3, 16, 16), "label": torch.zeros(1, 16, 16)})
+    assert out["pred"].shape == (3, 16, 16)

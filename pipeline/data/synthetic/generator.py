@@ -169,7 +169,9 @@ class SyntheticRadiographGenerator:
         shift = rng.normal(0.0, part.shift_cm, 2)
         au = -part.anchor[0] if mirror else part.anchor[0]
         ca, sa = math.cos(angle), math.sin(angle)
-        center = (shift[0] - scale * (ca * au - sa * part.anchor[1]), shift[1] - scale * (sa * au + ca * part.anchor[1]))
+        # place the body-local anchor at the image centre (plus the random shift)
+        av = part.anchor[1]
+        center = (shift[0] - scale * (ca * au - sa * av), shift[1] - scale * (sa * au + ca * av))
         canvas = Canvas(self.size, fov, center=center, angle=angle, scale=scale, mirror=mirror,
                         warp=self._warp(rng, part.warp_cm))
         sites = part.build(canvas, rng)
@@ -202,7 +204,10 @@ class SyntheticRadiographGenerator:
             KeyError: if ``body_part`` is unknown.
         """
         rng = np.random.default_rng(seed)
-        part = resolve_body_part(body_part) if body_part is not None else self._parts[int(rng.integers(len(self._parts)))]
+        if body_part is None:
+            part = self._parts[int(rng.integers(len(self._parts)))]
+        else:
+            part = resolve_body_part(body_part)
         with_metal = bool(rng.random() < self.metal_probability)
         shrink = 1.0
         for attempt in range(_MAX_ATTEMPTS):

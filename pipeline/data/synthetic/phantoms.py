@@ -246,7 +246,8 @@ def _foot(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
     c.ellipsoid((-0.45, 0.75), (0.7, 1.0), 1.5, shell=0.1, fill=0.4)  # navicular
     c.ellipsoid((-1.3, 2.3), (1.3, 0.9), 1.4, shell=0.1, fill=0.4, exponent=2.5)  # cuboid
     c.ellipsoid((0.85, 1.1), (1.0, 1.05), 2.0, shell=0.1, fill=0.4, exponent=2.5)  # cuneiforms
-    sites = [ImplantSite("shaft", (-3.6, -18.0), (-3.8, -5.0), 1.5), ImplantSite("small", (-4.8, -18), (-5.1, -3), 0.65)]
+    sites = [ImplantSite("shaft", (-3.6, -18.0), (-3.8, -5.0), 1.5),
+             ImplantSite("small", (-4.8, -18.0), (-5.1, -3.0), 0.65)]
     for i in range(5):
         base = np.array([1.75 + 0.15 * i, 1.05 + 0.28 * i + rng.normal(0, 0.08)])
         head = np.array([7.7 - 0.45 * i, 2.85 + 0.06 * i + rng.normal(0, 0.08)])
@@ -317,7 +318,7 @@ def _chest(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
     g = u(0.9, 1.25)  # habitus (soft-tissue thickness)
     c.ellipsoid((0.0, 7.0), (w, 25.0), 10.0 * g, exponent=3.5, material="soft")
     c.sweep([(0.0, -26.0), (0.0, -15.0)], 5.0, depths=5.5, material="soft")
-    arms = rng.random() < 0.6
+    arms = rng.random() < 0.35
     for side in (-1.0, 1.0):
         c.sweep(_mirror([(3.0, -17.0), (w - 1.0, -14.5), (w + 2.5, -12.0)], side), [4.0, 4.5, 4.2],
                 depths=np.array([6.0, 6.5, 4.5]) * g, material="soft")
@@ -329,10 +330,10 @@ def _chest(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
     for side in (-1.0, 1.0):
         base = 2.5 + (0.8 if side > 0 else 0.0) + u(-1.0, 1.0)
         lw = (w - 1.2) / 13.5
-        c.sweep(_mirror([(4.8, -15.5), (6.6 * lw + 0.5, -10.0), (8.0 * lw, -3.0), (8.4 * lw, base)], side),
-                np.array([2.0, 4.6, 5.6, 5.4]) * lw, depths=np.array([3.0, 6.0, 7.5, 7.0]) * g * 0.75, material="air")
-    heart_u = u(1.5, 2.8)
-    c.ellipsoid((heart_u, 2.8), (u(5.0, 6.5), 4.8), 6.0 * g, angle=-0.45, material="tissue")
+        c.sweep(_mirror([(5.5, -15.5), (7.6 * lw + 0.5, -10.0), (8.6 * lw, -3.0), (9.0 * lw, base)], side),
+                np.array([2.0, 4.2, 5.0, 5.0]) * lw, depths=np.array([3.0, 6.0, 7.5, 7.0]) * g * 0.75, material="air")
+    heart_u = u(2.0, 3.2)
+    c.ellipsoid((heart_u, 3.3), (u(5.8, 7.0), 5.3), 6.0 * g, angle=-0.5, material="tissue")
     c.ellipsoid((0.3, -6.5), (3.0, 8.0), 5.0 * g, material="tissue")
     for side in (-1.0, 1.0):
         _vessel_tree(c, rng, np.array([side * 2.8, -4.5]), side, int(rng.integers(10, 16)))
@@ -344,7 +345,7 @@ def _chest(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
     # spine
     for k, v in enumerate(np.arange(-23.0, 20.0, 2.65)):
         with c.bone():
-            c.ellipsoid((0.0, v), (1.6 + 0.04 * k, 1.05), 1.5, exponent=3.0, shell=0.1, fill=0.3, depth_exponent=3.0)
+            c.ellipsoid((0.0, v), (1.6 + 0.04 * k, 1.05), 1.5, exponent=3.0, shell=0.08, fill=0.22, depth_exponent=3.0)
             for side in (-1.0, 1.0):
                 c.ellipsoid((side * (1.25 + 0.02 * k), v - 0.3), (0.33, 0.48), 0.7, shell=0.08, fill=0.35)
     # ribs: posterior arc from the spine, lateral turn, fainter anterior arc going medially down
@@ -362,7 +363,7 @@ def _chest(c: Canvas, rng: np.random.Generator) -> list[ImplantSite]:
             c.sweep(pp[:6], rad[:6], depths=0.33, shell=0.08, fill=0.25)
             c.sweep(pp[5:], rad[5:], depths=0.28, shell=0.05, fill=0.1)
     for side in (-1.0, 1.0):
-        c.sweep(_mirror([(1.5, -15.8), (5.0, -16.6), (9.5, -16.3), (w + 1.0, -16.0)], side), 0.75,
+        c.sweep(_mirror([(1.5, -15.2), (5.0, -16.2), (9.5, -16.8), (w + 0.8, -18.0)], side), 0.75,
                 depths=0.65, shell=0.18, fill=0.25)
         c.ellipsoid((side * (w - 2.0), -9.0), (3.0, 6.2), 0.4, angle=side * 0.25, shell=0.08, fill=0.5)
         with c.bone():
@@ -488,7 +489,7 @@ BODY_PARTS: dict[str, BodyPart] = {
                      (500.0, 4000.0), (0.1, 0.3), 110.0, 0.5),
     "elbow": BodyPart("elbow", _elbow, (28.0, 34.0), (0.0, 0.0), 1.5, 20.0, (0.85, 1.12), (55.0, 68.0),
                       (500.0, 4000.0), (0.12, 0.3), 110.0, 0.5),
-    "chest": BodyPart("chest", _chest, (40.0, 46.0), (0.0, -1.0), 1.0, 5.0, (0.88, 1.08), (100.0, 130.0),
+    "chest": BodyPart("chest", _chest, (34.0, 40.0), (0.0, -2.5), 1.0, 5.0, (0.88, 1.08), (100.0, 130.0),
                       (800.0, 5000.0), (0.25, 0.55), 180.0, 0.8, False),
     "pelvis": BodyPart("pelvis", _pelvis, (40.0, 46.0), (0.0, -2.0), 1.0, 6.0, (0.88, 1.08), (70.0, 85.0),
                        (300.0, 2500.0), (0.2, 0.45), 110.0, 0.8),

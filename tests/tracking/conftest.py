@@ -1,0 +1,58 @@
+"""Fixtures for the MLflow tests: real MLflow stores (SQLite in a temp folder), tiny bundle trainings in-process.
+
+One session fixture trains twice into one store, which the tracking and registry tests share:
+
+* run A, ``--tracking`` with the project settings file, learning rate 1e-2, 2 epochs: a real model
+  (validation Dice ~0.8 on the 32 px sample) -> version 1, champion;
+* run B, plain ``--tracking mlflow``, learning rate 0, 1 epoch: the untrained network (Dice ~0.2, the same seed
+  gives the same initial weights) -> version 2, challenger only. Deterministically worse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")  # offline: no pip dry run in log_model
+
+from mlflow_helpers import SETTINGS_FILE, train  # noqa: E402  (this folder is on sys.path: rootdir-less tests)
+
+
+@dataclass
+class Store:
+    """The shared store of the session and the two trainings in it."""
+
+    uri: str
+    root: Path
+    good: dict[str, Any]
+    worse: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """Two trainings (good, then worse) registered in one SQLite store; ``MLFLOW_TRACKING_URI`` unset meanwhile."""
+    from pipeline.tracking import sqlite_uri
+
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = sqlite_uri(root / "mlruns.db")
+    try:
+        good = train(root / "good", str(SETTINGS_FILE), uri, learning_rate=0.01, max_epochs=2)
+        worse = train(root / "worse", "mlflow", uri, learning_rate=0.0, max_epochs=1)
+        yield Store(uri, root, good, worse)
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+@pytest.fixture()
+def client(store: Store) -> Any:
+    """An MLflow client on the shared store."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=store.uri)
