@@ -106,9 +106,11 @@ class FastPreprocess:
         self.enabled = (
             isinstance(first, Resized)
             and type(predictor).preprocess is Predictor.preprocess
-            and first.resizer.mode in ("bilinear", "linear")
-            and bool(first.resizer.anti_aliasing)
-            and first.resizer.anti_aliasing_sigma is None
+            and tuple(first.keys) == ("image",)
+            and str(first.mode[0]) in ("bilinear", "linear")
+            and first.align_corners[0] in (None, False)
+            and bool(first.anti_aliasing[0])
+            and first.anti_aliasing_sigma[0] is None
             and tuple(first.resizer.spatial_size) == self.size
         )
         self._rest = Compose(chain[1:])

@@ -92,6 +92,7 @@ class SegmentationAggregator:
         self._matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
         self._calibration = CalibrationAccumulator(self.num_classes, num_bins)
         self._sampler = PixelSampler(roc_sample_size, pixels_per_image, seed)
+        self._curves: list[ROCCurve] | None = None
 
     def add(
         self,
@@ -114,6 +115,7 @@ class SegmentationAggregator:
         self._matrix += confusion_matrix(p, y, self.num_classes)
         self._calibration.add(cp, p, y)
         self._sampler.add(cp, y)
+        self._curves = None
         return row
 
     def __len__(self) -> int:
@@ -131,8 +133,11 @@ class SegmentationAggregator:
         return self._calibration.result()
 
     def roc(self) -> list[ROCCurve]:
-        """ROC curve and AUC per class on the pixel sample (binary: the lung class only)."""
-        return pixel_roc(*self._sampler.sample(), self.class_names, classes=[1] if self.num_channels == 1 else None)
+        """ROC curve and AUC per class on the pixel sample (binary: the lung class only); cached until ``add``."""
+        if self._curves is None:
+            classes = [1] if self.num_channels == 1 else None
+            self._curves = pixel_roc(*self._sampler.sample(), self.class_names, classes=classes)
+        return self._curves
 
     def column(self, name: str) -> np.ndarray:
         """One numeric per-image column as a float array (NaN where missing)."""

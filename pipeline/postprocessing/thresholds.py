@@ -70,7 +70,7 @@ def apply_class_thresholds(prob: torch.Tensor, thresholds: Thresholds = None, fa
     prob = convert_to_tensor(prob, track_meta=False)
     vec = _threshold_vector(thresholds, int(prob.shape[0]))
     if prob.shape[0] == 1:
-        return (prob >= vec[0]).long()
+        return (prob >= (0.5 if vec[0] is None else vec[0])).long()
     eligible = torch.ones_like(prob, dtype=torch.bool)
     for k, t in enumerate(vec):
         if t is not None:

@@ -11,7 +11,7 @@ import torch
 
 from pipeline.metrics.utils import as_numpy
 from pipeline.postprocessing.cleanup import LungCleanup
-from pipeline.postprocessing.temperature import rescale_probabilities
+from pipeline.postprocessing.temperature import load_temperature, rescale_probabilities
 from pipeline.postprocessing.thresholds import apply_class_thresholds
 
 __all__ = ["EvaluationCase", "ReportVariant"]
@@ -64,7 +64,8 @@ class ReportVariant:
     Attributes:
         name: short name, used as sub-folder and table row (e.g. ``"raw"``, ``"cleanup"``, ``"temperature+cleanup"``).
         temperature: ``T`` applied to the case probabilities (through
-            :func:`pipeline.postprocessing.rescale_probabilities`); ``None`` = as given.
+            :func:`pipeline.postprocessing.rescale_probabilities`), or a JSON / checkpoint file holding it, read
+            when the variant is first applied (so a bundle can fit ``T`` in the same run); ``None`` = as given.
         thresholds: per-class thresholds (:func:`pipeline.postprocessing.apply_class_thresholds`); ``None`` = 0.5 /
             arg-max.
         cleanup: ``True`` or :class:`pipeline.postprocessing.LungCleanup` keyword arguments to clean lung masks.
@@ -76,7 +77,7 @@ class ReportVariant:
     """
 
     name: str = "default"
-    temperature: float | None = None
+    temperature: float | str | None = None
     thresholds: float | Sequence[float | None] | Mapping[int, float] | None = None
     cleanup: bool | Mapping[str, Any] = False
     _cleaner: LungCleanup | None = field(default=None, init=False, repr=False)
@@ -95,7 +96,9 @@ class ReportVariant:
             isinstance(self.cleanup, Mapping) and "lung_label" in self.cleanup
         ):
             raise ValueError(f"variant {self.name!r}: clean-up of a multi-class output needs {{'lung_label': k}}.")
-        p = prob if self.temperature is None else rescale_probabilities(prob, self.temperature)
+        if self.temperature is not None and not isinstance(self.temperature, (int, float)):
+            self.temperature = load_temperature(self.temperature)
+        p = prob if self.temperature is None else rescale_probabilities(prob, float(self.temperature))
         pred = apply_class_thresholds(torch.from_numpy(np.ascontiguousarray(p)), self.thresholds)
         if self._cleaner is not None:
             pred = self._cleaner(pred)

@@ -192,6 +192,7 @@ def _write_variant(
     for name, plot in plots.items() if figures else ():
         files[name] = _save(plot(), out_dir / f"{name}.png", dpi)
     summary["files"] = {k: p.name for k, p in files.items()}
+    summary["files"].update(summary_json="summary.json", index_html="index.html")
     files["summary_json"] = write_json(out_dir / "summary.json", summary)
     captions = {cap: f"{key}.png" for key, cap in FIGURES if key in files}
     page = render_report_page(summary, rows, captions, title=title)

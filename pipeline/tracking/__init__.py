@@ -13,7 +13,7 @@ from pipeline.tracking.evaluation_handler import MLflowEvaluationHandler, find_t
 from pipeline.tracking.export import best_network, save_torchscript, trace_network, unwrap_network
 from pipeline.tracking.naming import CHALLENGER, CHAMPION, DEFAULT_EXPERIMENT_NAME, DEFAULT_MODEL_NAME, make_run_name
 from pipeline.tracking.params import datalist_params, describe_training_objects, flatten_params
-from pipeline.tracking.provenance import file_sha256, git_commit, package_versions
+from pipeline.tracking.provenance import file_sha256, git_commit, package_versions, weights_sha256
 from pipeline.tracking.registry import (
     MODEL_SETTING_KEYS,
     PROMOTION_METRIC,
@@ -72,4 +72,5 @@ __all__ = [
     "tracked_run_of",
     "unwrap_network",
     "version_settings",
+    "weights_sha256",
 ]

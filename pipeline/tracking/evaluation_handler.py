@@ -10,7 +10,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 
 from pipeline.tracking.params import datalist_params, flatten_params
-from pipeline.tracking.provenance import file_sha256
+from pipeline.tracking.provenance import file_sha256, weights_sha256
 from pipeline.tracking.session import TrackedRun, tracked_run_of
 
 __all__ = ["MLflowEvaluationHandler", "find_training_run", "test_metric_name"]
@@ -23,14 +23,14 @@ def test_metric_name(name: str, prefix: str = "test_") -> str:
     return prefix + (name[len("val_") :] if name.startswith("val_") else name)
 
 
-def find_training_run(client: Any, checkpoint_sha256: str) -> str | None:
-    """Id of the newest training run whose best checkpoint has this SHA-256 (tag ``checkpoint_sha256``), or None."""
+def find_training_run(client: Any, weights_sha: str) -> str | None:
+    """Id of the newest training run whose best checkpoint holds these weights (tag ``weights_sha256``), or None."""
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     if not experiment_ids:
         return None
     runs = client.search_runs(
         experiment_ids,
-        filter_string=f"tags.checkpoint_sha256 = '{checkpoint_sha256}' and tags.run_kind = 'training'",
+        filter_string=f"tags.weights_sha256 = '{weights_sha}' and tags.run_kind = 'training'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -44,10 +44,12 @@ class MLflowEvaluationHandler:
     ``run_name`` of ``evaluate.yaml``, e.g. ``eval-basic_unet-jsrt30-<time>``) and logs the evaluator's metrics
     under their validation names. This handler then:
 
-    * links that run to the training run whose best checkpoint is being evaluated (found by the checkpoint's
-      SHA-256): it becomes a nested child run (``mlflow.parentRunId``), tagged ``training_run_id``;
+    * links that run to the training run whose best checkpoint is being evaluated (found by the SHA-256 of the
+      checkpoint's weights, which survives the temperature the evaluation adds to the file): it becomes a nested
+      child run (``mlflow.parentRunId``), tagged ``training_run_id``;
     * logs the metrics as ``test_*`` (``val_mean_dice`` -> ``test_mean_dice``) in the evaluation run **and** in
-      the training run, and as tags on the model versions registered from that training run;
+      the training run, and as tags on the model versions registered from that training run, together with the
+      ``temperature`` fitted into the checkpoint (if any), which Predictors built from the registry then apply;
     * uploads the report folder (CSV, JSON, figures) under ``evaluation/`` in both runs;
     * ends the evaluation run (MONAI's validator settings leave it open).
 
@@ -87,14 +89,16 @@ class MLflowEvaluationHandler:
         self.run = tracked_run_of(engine)
         if self.run is None:
             return
-        sha = file_sha256(self.checkpoint) if self.checkpoint.is_file() else "missing"
+        found = self.checkpoint.is_file()
+        weights = weights_sha256(self.checkpoint) if found else "missing"
         params = {**flatten_params(self.params), "checkpoint": str(self.checkpoint)}
         if self.datalist is not None:
             params.update(datalist_params(self.datalist))
         self.run.log_params(params)
-        tags = {"run_kind": "evaluation", "checkpoint_sha256": sha}
-        if self.link_training_run and sha != "missing":
-            self.training_run_id = find_training_run(self.run.client, sha)
+        tags = {"run_kind": "evaluation", "weights_sha256": weights,
+                "checkpoint_sha256": file_sha256(self.checkpoint) if found else "missing"}
+        if self.link_training_run and found:
+            self.training_run_id = find_training_run(self.run.client, weights)
         if self.training_run_id:
             tags.update({"mlflow.parentRunId": self.training_run_id, "training_run_id": self.training_run_id})
             logger.info("evaluation run linked to training run %s", self.training_run_id)
@@ -119,16 +123,37 @@ class MLflowEvaluationHandler:
         self.run.client.set_terminated(self.run.run_id, "FINISHED")
 
     def _tag_model_versions(self, metrics: Mapping[str, Any]) -> None:
-        """Write the test metrics on every model version registered from the training run."""
+        """Write the test metrics, and a temperature fitted into the checkpoint, on the training run's versions."""
         client = self.run.client  # type: ignore[union-attr]
         try:
             versions = client.search_model_versions(f"run_id = '{self.training_run_id}'")
         except Exception as err:  # a store without a registry
             logger.debug("no model versions searched: %s", err)
             return
+        tags = {k: repr(float(v)) for k, v in metrics.items() if _is_float(v)}
+        temperature = _checkpoint_temperature(self.checkpoint)
+        if temperature is not None:
+            tags["temperature"] = repr(temperature)  # Predictors built from the registry apply it
         for version in versions:
-            for key, value in metrics.items():
-                try:
-                    client.set_model_version_tag(version.name, version.version, key, f"{float(value):.6f}")
-                except (TypeError, ValueError):
-                    continue
+            for key, value in tags.items():
+                client.set_model_version_tag(version.name, version.version, key, value)
+
+
+def _is_float(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return True
+
+
+def _checkpoint_temperature(checkpoint: Path) -> float | None:
+    """The ``temperature`` stored beside the weights (temperature scaling fitted by the evaluation), if any."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError):
+        return None
+    value = state.get("temperature") if isinstance(state, dict) and isinstance(state.get("model"), dict) else None
+    return float(value) if value is not None else None

@@ -9,7 +9,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["PROJECT_ROOT", "TRACKED_PACKAGES", "file_sha256", "git_commit", "package_versions"]
+__all__ = ["PROJECT_ROOT", "TRACKED_PACKAGES", "file_sha256", "git_commit", "package_versions", "weights_sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,4 +62,26 @@ def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(chunk_size), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(checkpoint: str | Path) -> str:
+    """Hex SHA-256 of a checkpoint's *weights*: parameter names, shapes, dtypes and values, nothing else.
+
+    Unlike :func:`file_sha256` it does not change when entries are added beside the weights (the evaluation stores
+    the fitted ``temperature`` in the checkpoint), so it keeps linking the file to the training run that made it.
+    """
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key]
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}\n".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()

@@ -61,9 +61,10 @@ def load_predictor_from_uri(
     """A Predictor for a registered (or logged) model, with the preprocessing it was trained with.
 
     The network is the TorchScript module logged at the end of training; the preprocessing settings (image size,
-    intensity scaling, classes, threshold, temperature) come from the model's MLflow metadata, falling back to
-    the version's tags. No bundle config is read. The version used is recorded on the predictor
-    (``model_name``, ``model_version``) and logged.
+    intensity scaling, classes, threshold, temperature) come from the version's tags, else the model's MLflow
+    metadata (written at logging time and immutable; tags may be updated, e.g. with a fitted temperature). No
+    bundle config is read. The version used is recorded on the predictor (``model_name``, ``model_version``) and
+    logged.
 
     Args:
         model_uri: ``models:/chest-xray-lung-seg@champion``, ``models:/NAME/3``, ``models:/NAME/latest``,
@@ -97,8 +98,8 @@ def load_predictor_from_uri(
     settings: dict[str, Any] = dict(embedded)
     metadata = _model_metadata(model_dir)
     settings.update({k: metadata[k] for k in MODEL_SETTING_KEYS if k in metadata})
-    if version is not None:
-        settings = {**version_settings(version), **settings}
+    if version is not None:  # version tags can be updated later (e.g. the temperature fitted by the evaluation)
+        settings.update(version_settings(version))
     missing = [k for k in ("image_size", "intensity", "num_classes") if k not in settings]
     if missing:
         logger.warning("%s stores no %s: using the Predictor's defaults", model_uri, ", ".join(missing))

@@ -18,7 +18,7 @@ from pipeline.keys import Keys
 from pipeline.tracking.export import best_network, save_torchscript, trace_network
 from pipeline.tracking.naming import DEFAULT_MODEL_NAME
 from pipeline.tracking.params import datalist_params, describe_training_objects, flatten_params
-from pipeline.tracking.provenance import file_sha256, git_commit, package_versions
+from pipeline.tracking.provenance import file_sha256, git_commit, package_versions, weights_sha256
 from pipeline.tracking.registry import MODEL_SETTING_KEYS, apply_promotion_rule, log_model_version
 from pipeline.tracking.session import TrackedRun, tracked_run_of
 
@@ -198,7 +198,7 @@ class MLflowTrainingHandler:
         if ckpt is None or self.network is None or not ckpt.is_file() or ckpt.stat().st_mtime < self._started_at - 1:
             logger.warning("no checkpoint written by this run (%s): nothing to log or register", ckpt)
             return
-        sha = file_sha256(ckpt)
+        sha, weights = file_sha256(ckpt), weights_sha256(ckpt)
         run.log_artifact(ckpt, "checkpoint")
         network, extras = best_network(self.network, ckpt)
         settings = {k: self.params[k] for k in MODEL_SETTING_KEYS if k in self.params}
@@ -209,11 +209,11 @@ class MLflowTrainingHandler:
         with tempfile.TemporaryDirectory() as tmp:
             run.log_artifact(save_torchscript(traced, os.path.join(tmp, "model.ts"), settings), "torchscript")
         run_info = run.client.get_run(run.run_id).info
-        tags: dict[str, Any] = {"checkpoint_sha256": sha, "run_name": run_info.run_name}
+        tags: dict[str, Any] = {"checkpoint_sha256": sha, "weights_sha256": weights, "run_name": run_info.run_name}
         if best is not None:
             tags[self.key_metric], tags["best_epoch"] = repr(best[0]), best[1]
             run.log_metrics({"best_epoch": best[1]})
-        run.set_tags({"checkpoint_sha256": sha})
+        run.set_tags({"checkpoint_sha256": sha, "weights_sha256": weights})  # evaluations find the run by weights
         register = self.register_model and best is not None
         if self.register_model and best is None:
             logger.warning("no validation metric recorded: the model is logged but not registered")

@@ -1,11 +1,10 @@
-"""X-ray transforms: loading with owned photometrics, mask normalisation, and the shared transform chains."""
+"""X-ray transforms: loading with owned photometrics, mask normalisation, and the shared preprocessing / augmentation chains."""
 
 from pipeline.transforms.io import LoadXRay, LoadXRayd, to_metatensor
 from pipeline.transforms.label import NormalizeLabel, NormalizeLabeld
 from pipeline.transforms.presets import (
     INTENSITY_MODES,
     augmentation,
-    postprocessing,
     preprocessing,
     restore_original_size,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "NormalizeLabel",
     "NormalizeLabeld",
     "augmentation",
-    "postprocessing",
     "preprocessing",
     "restore_original_size",
     "to_metatensor",

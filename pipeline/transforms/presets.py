@@ -1,4 +1,4 @@
-"""The preprocessing, augmentation and post-processing chains, defined once for every entry point.
+"""The preprocessing and augmentation chains, defined once for every entry point.
 
 Training, validation, evaluation, batch inference, the web page and the benchmarks all build their transforms here,
 so the pixels the model sees at inference are made exactly as in training (no train/inference skew).
@@ -11,9 +11,6 @@ from collections.abc import Sequence
 
 import torch
 from monai.transforms import (
-    Activationsd,
-    AsDiscreted,
-    CopyItemsd,
     EnsureTyped,
     MapTransform,
     Rand2DElasticd,
@@ -35,7 +32,7 @@ from pipeline.keys import Keys
 from pipeline.transforms.io import LoadXRayd
 from pipeline.transforms.label import NormalizeLabeld
 
-__all__ = ["INTENSITY_MODES", "preprocessing", "augmentation", "postprocessing", "restore_original_size"]
+__all__ = ["INTENSITY_MODES", "preprocessing", "augmentation", "restore_original_size"]
 
 #: ``minmax``: per-image min-max to [-1, 1] (the papers' choice). ``percentile``: the 0.5th-99.5th percentile range
 #: to [-1, 1], clipped, robust to burned-in text, markers and blanked film labels.
@@ -166,37 +163,6 @@ def augmentation(
         ]
     if noise_std > 0 and intensity_prob > 0:
         chain.append(RandGaussianNoised(keys=img, prob=intensity_prob, std=noise_std))
-    return chain
-
-
-def postprocessing(num_classes: int = 1, threshold: float = 0.5, with_label: bool = True) -> list[Transform]:
-    """Logits → probabilities (kept under ``prob``) → discrete masks, as MONAI metrics expect them.
-
-    Binary (one channel): sigmoid, then ``pred = prob > threshold``; label stays one channel. Multi-class: softmax,
-    then ``pred`` = one-hot argmax; label one-hot too.
-
-    Args:
-        num_classes: network output channels.
-        threshold: probability threshold for the binary case. Defaults to 0.5.
-        with_label: also one-hot the label (multi-class).
-
-    Returns:
-        A list of dictionary transforms on ``pred`` (and ``label``), adding ``prob``.
-    """
-    pred, lbl = Keys.PRED.value, Keys.LABEL.value
-    if num_classes == 1:
-        return [
-            Activationsd(keys=pred, sigmoid=True),
-            CopyItemsd(keys=pred, names="prob"),
-            AsDiscreted(keys=pred, threshold=threshold),
-        ]
-    chain: list[Transform] = [
-        Activationsd(keys=pred, softmax=True),
-        CopyItemsd(keys=pred, names="prob"),
-        AsDiscreted(keys=pred, argmax=True, to_onehot=num_classes),
-    ]
-    if with_label:
-        chain.append(AsDiscreted(keys=lbl, to_onehot=num_classes))
     return chain
 
 

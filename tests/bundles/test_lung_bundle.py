@@ -70,6 +70,20 @@ def test_evaluate_writes_per_image_dice(trained):
     assert len(rows) - 1 == len(wf.parser.get_parsed_content("datalist")["test"]) == 4
     assert all(r[0].endswith(".png") for r in rows[1:])
     assert (tmp / "eval" / "evaluation" / "val_mean_dice_summary.csv").is_file()
+    # temperature fitted on the validation split and stored with the checkpoint
+    import json
+
+    import torch
+
+    stored = torch.load(tmp / "models" / "model.pt", weights_only=True)
+    fitted = json.loads((tmp / "models" / "temperature.json").read_text())
+    assert stored["temperature"] == pytest.approx(fitted["temperature"]) and fitted["temperature"] > 0
+    # the full report compares post-processing variants
+    report = tmp / "eval" / "evaluation" / "report"
+    variants = list(csv.DictReader(open(report / "comparison.csv")))
+    assert [v["variant"] for v in variants] == ["raw", "cleanup", "temperature", "temperature+cleanup"]
+    assert len(list(csv.DictReader(open(report / "raw" / "per_image.csv")))) == 4
+    assert (report / "index.html").is_file()
 
 
 def test_inference_writes_masks_at_original_size(trained, tmp_path, sample_dir):

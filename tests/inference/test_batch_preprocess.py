@@ -17,11 +17,15 @@ def predictors():
     return {mode: Predictor(net, image_size=64, intensity=mode, device="cpu") for mode in ("minmax", "percentile")}
 
 
+@pytest.fixture(scope="module")
+def fast(predictors):
+    return {mode: FastPreprocess(p) for mode, p in predictors.items()}
+
+
 @pytest.mark.parametrize("mode", ["minmax", "percentile"])
-@pytest.mark.parametrize("shape", [(640, 512), (97, 301), (64, 64), (16, 16), (40, 200)])
-def test_fast_preprocess_matches_reference(predictors, mode, shape):
-    predictor = predictors[mode]
-    fast = FastPreprocess(predictor)
+@pytest.mark.parametrize("shape", [(300, 250), (97, 301), (64, 64), (16, 16), (40, 200)])
+def test_fast_preprocess_matches_reference(predictors, fast, mode, shape):
+    predictor, fast = predictors[mode], fast[mode]
     assert fast.enabled
     rng = np.random.default_rng(sum(shape))
     image = XRayImage(rng.random(shape, dtype=np.float32) * 4095, "<test>", "array", None, (0.0, 4095.0))

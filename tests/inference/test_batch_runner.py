@@ -93,6 +93,8 @@ def batch(tmp_path_factory, checkpoint):
     out = root / "out"
     pydicom_inputs = get_testdata_files()  # files *and* folders: every file must still get exactly one row
     records = _Records()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the DataLoader workers decode on the other core
     root_logger, pipeline_logger = logging.getLogger(), logging.getLogger("pipeline")
     old_levels = root_logger.level, pipeline_logger.level
     root_logger.addHandler(records)
@@ -104,6 +106,7 @@ def batch(tmp_path_factory, checkpoint):
             "--outputs", "seg,png,nifti,overlay", "--batch-size", "4", "--workers", "2", "--strict",
         ])
     finally:
+        torch.set_num_threads(threads)
         root_logger.removeHandler(records)
         root_logger.setLevel(old_levels[0])
         pipeline_logger.setLevel(old_levels[1])

@@ -18,7 +18,7 @@ from pipeline.reporting import EvaluationReportHandler
 def _image(i: int, spacing: tuple[float, float] | None) -> MetaTensor:
     s = spacing or (1.0, 1.0)
     nan = float("nan")
-    meta = {"filename_or_obj": f"/data/case{i}.png", "pixel_spacing": list(spacing) if spacing else [nan, nan]}
+    meta = {"filename_or_obj": f"case{i}.png", "pixel_spacing": list(spacing) if spacing else [nan, nan]}
     img = MetaTensor(torch.rand(1, 32, 32), affine=torch.diag(torch.tensor([s[0], s[1], 1.0, 1.0])), meta=meta)
     return Resize((16, 16))(img)  # like the bundle's preprocessing: spacing doubles
 

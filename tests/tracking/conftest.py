@@ -3,7 +3,7 @@
 One session fixture trains twice into one store, which the tracking and registry tests share:
 
 * run A, ``--tracking`` with the project settings file, learning rate 1e-2, 2 epochs: a real model
-  (validation Dice ~0.8 on the 32 px sample) -> version 1, champion;
+  (validation Dice ~0.76 on 12 sample images at 32 px) -> version 1, champion;
 * run B, plain ``--tracking mlflow``, learning rate 0, 1 epoch: the untrained network (Dice ~0.2, the same seed
   gives the same initial weights) -> version 2, challenger only. Deterministically worse.
 """
@@ -20,7 +20,7 @@ import pytest
 
 os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")  # offline: no pip dry run in log_model
 
-from mlflow_helpers import SETTINGS_FILE, train  # noqa: E402  (this folder is on sys.path: rootdir-less tests)
+from mlflow_helpers import SETTINGS_FILE, make_dataset, train  # noqa: E402  (this folder is on sys.path: rootdir-less tests)
 
 
 @dataclass
@@ -42,8 +42,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     root = tmp_path_factory.mktemp("mlflow")
     uri = sqlite_uri(root / "mlruns.db")
     try:
-        good = train(root / "good", str(SETTINGS_FILE), uri, learning_rate=0.01, max_epochs=2)
-        worse = train(root / "worse", "mlflow", uri, learning_rate=0.0, max_epochs=1)
+        data = str(make_dataset(root))
+        good = train(root / "good", str(SETTINGS_FILE), uri, dataset_dir=data, learning_rate=0.01, max_epochs=2)
+        worse = train(root / "worse", "mlflow", uri, dataset_dir=data, learning_rate=0.0, max_epochs=1)
         yield Store(uri, root, good, worse)
     finally:
         if saved is not None:

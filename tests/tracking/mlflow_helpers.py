@@ -13,9 +13,10 @@ BUNDLE = REPO / "bundles" / "chest_xray_lung_segmentation"
 SETTINGS_FILE = REPO / "configs" / "mlflow_tracking.yaml"
 MODEL_NAME = "chest-xray-lung-seg"
 
-#: Small and fast: a 31 k-parameter BasicUNet at 32 px on the embedded 30-image sample.
+SAMPLE = REPO / "pipeline" / "data" / "sample" / "jsrt30"
+
+#: Small and fast: a 31 k-parameter BasicUNet at 32 px (``dataset_dir`` is set by :func:`make_dataset`).
 FAST = {
-    "dataset_dir": "sample",
     "image_size": 32,
     "num_workers": 0,
     "batch_size": 4,
@@ -61,3 +62,13 @@ def train(workdir: Path, tracking: str | None, tracking_uri: str | None, **overr
         "output_dir": workdir / "eval",
         "overrides": settings,
     }
+
+
+def make_dataset(folder: Path, n: int = 12) -> Path:
+    """The first ``n`` image/mask pairs of the embedded JSRT sample in ``folder/jsrt12`` (fewer images, faster runs)."""
+    target = folder / f"jsrt{n}"
+    for sub in ("images", "masks"):
+        (target / sub).mkdir(parents=True, exist_ok=True)
+        for path in sorted((SAMPLE / sub).iterdir())[:n]:
+            (target / sub / path.name).write_bytes(path.read_bytes())
+    return target

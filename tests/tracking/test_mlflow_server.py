@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlflow_helpers import MODEL_NAME, train
+from mlflow_helpers import MODEL_NAME, make_dataset, train
 
 from pipeline.tracking import load_predictor_from_uri
 
@@ -70,19 +70,20 @@ def test_training_against_a_server(mlflow_server, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    training = train(tmp_path / "work", "mlflow", mlflow_server, learning_rate=0.01, max_epochs=1)
+    data = str(make_dataset(tmp_path))
+    training = train(tmp_path / "work", "mlflow", mlflow_server, dataset_dir=data, learning_rate=0.01, max_epochs=1)
     assert not (tmp_path / "work" / "eval" / "mlruns.db").exists()  # nothing went to the embedded store
 
     client = MlflowClient(tracking_uri=mlflow_server)
     run = client.get_run(training["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.info.run_name.startswith("basic_unet-jsrt30-")
+    assert run.info.run_name.startswith("basic_unet-jsrt12-")
     assert run.data.params["image_size"] == "32"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mean_dice")] == [1]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"checkpoint", "torchscript", "datalist.json"} <= artifacts
     assert any((tmp_path / "artifacts").rglob("model.pt"))  # uploaded through the server's artifact proxy
 
-    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == training["version"] == "1"
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == training["version"] == "1"
     predictor = load_predictor_from_uri(f"models:/{MODEL_NAME}@champion", tracking_uri=mlflow_server, device="cpu")
     assert predictor.model_version == "1" and predictor.image_size == 32

@@ -26,7 +26,7 @@ def test_experiment_and_run_names_are_meaningful(store, client):
     for training in (store.good, store.worse):  # settings file and plain `--tracking mlflow` alike
         run = client.get_run(training["run_id"])
         assert run.info.experiment_id == experiment.experiment_id
-        assert run.info.run_name.startswith("basic_unet-jsrt30-"), run.info.run_name
+        assert run.info.run_name.startswith("basic_unet-jsrt12-"), run.info.run_name
         assert run.info.status == "FINISHED"
         assert run.data.tags["run_kind"] == "training"
 
@@ -41,8 +41,8 @@ def test_run_records_parameters(store, client):
     assert params["network_name"] == "basic_unet"
     assert json.loads(params["network_kwargs"]) == FAST["network_kwargs"]
     assert params["loss"] == "DiceCELoss" and params["optimizer"] == "Adam"
-    assert (params["n_training"], params["n_validation"], params["n_test"]) == ("22", "4", "4")
-    assert params["dataset_name"] == "jsrt30"
+    assert (params["n_training"], params["n_validation"], params["n_test"]) == ("8", "2", "2")
+    assert params["dataset_name"] == "jsrt12"
     assert len(params["git_commit"]) in (40, len("unknown"))
 
 
@@ -59,7 +59,8 @@ def test_run_records_metrics_per_epoch(store, client):
     assert abs(best - store.good["best"]) < 1e-6
     # MONAI MLFlowHandler features switched on by configs/mlflow_tracking.yaml
     run = client.get_run(run_id)
-    assert {d.dataset.name for d in run.inputs.dataset_inputs} >= {"training_dataset_0", "validation_dataset_0"}
+    datasets = {d.dataset.name for d in run.inputs.dataset_inputs}
+    assert datasets >= {"training_dataset_0", "validation_dataset_0", "test_dataset_0"}
     assert "best_metric" in run.data.metrics
 
 
@@ -77,7 +78,7 @@ def test_run_records_artifacts(store, client, tmp_path):
     assert settings["image_size"] == 32 and settings["network_name"] == "basic_unet"
     assert scripted(torch.zeros(2, 1, 32, 32)).shape == (2, 1, 32, 32)
     datalist = json.loads(open(client.download_artifacts(run_id, "datalist.json", str(tmp_path))).read())
-    assert len(datalist["training"]) == 22
+    assert len(datalist["training"]) == 8
 
 
 def test_evaluation_is_nested_under_the_training_run(store, client):
@@ -91,7 +92,7 @@ def test_evaluation_is_nested_under_the_training_run(store, client):
     )
     assert len(runs) == 1
     evaluation = runs[0]
-    assert evaluation.info.run_name.startswith("eval-basic_unet-jsrt30-")
+    assert evaluation.info.run_name.startswith("eval-basic_unet-jsrt12-")
     assert evaluation.info.status == "FINISHED"
     assert evaluation.data.tags["mlflow.parentRunId"] == good["run_id"]
     assert "test_mean_dice" in evaluation.data.metrics
