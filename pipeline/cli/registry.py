@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from pipeline.tracking.naming import CHAMPION, DEFAULT_MODEL_NAME
@@ -31,11 +32,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else the bundle's eval/mlruns.db)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store; default $MLFLOW_TRACKING_URI, else <lung bundle>/eval/mlruns.db",
+    )
     actions = parser.add_subparsers(dest="models_command", metavar="ACTION")
 
     p = actions.add_parser("list", help="versions with their aliases and metrics")
-    p.add_argument("name", nargs="?", default=DEFAULT_MODEL_NAME, help=f"registered model (default {DEFAULT_MODEL_NAME})")
+    p.add_argument("name", nargs="?", default=DEFAULT_MODEL_NAME, help=f"registered model ({DEFAULT_MODEL_NAME})")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = actions.add_parser("show", help="one version: run, settings, promotion decision")
@@ -80,12 +85,24 @@ def run_models(args: argparse.Namespace) -> int:
     """Run one ``models`` action; returns the exit code."""
     from mlflow.exceptions import MlflowException
 
-    from pipeline.tracking import describe_version, get_client, get_version, list_versions, promote, rollback
+    from pipeline.tracking import (
+        default_tracking_uri,
+        describe_version,
+        get_client,
+        get_version,
+        list_versions,
+        promote,
+        rollback,
+    )
 
     if not args.models_command:
         args._parser.print_help()
         return 2
-    client = get_client(args.tracking_uri)
+    uri = args.tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        print(f"error: no MLflow store at {uri}; train with --tracking mlflow first, or pass --tracking-uri.")
+        return 1
+    client = get_client(uri)
     try:
         if args.models_command == "list":
             rows = list_versions(args.name, client=client)

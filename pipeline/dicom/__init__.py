@@ -1,6 +1,7 @@
 """DICOM input and output: decoding with owned photometrics, selection rules, DICOM SEG writing, batch manifests."""
 
 from pipeline.dicom.discovery import IMAGE_LIKE_SUFFIXES, discover_inputs, sniff_input
+from pipeline.dicom.errors import READ_ERROR_CODES, classify_read_error, strip_path
 from pipeline.dicom.manifest import MANIFEST_COLUMNS, Journal, load_journal, write_manifest
 from pipeline.dicom.naming import derived_uid, file_id, is_valid_uid, path_uid, uid_to_filename
 from pipeline.dicom.reader import dicom_value_range, read_dicom
@@ -13,7 +14,14 @@ from pipeline.dicom.seg import (
     seg_filename,
     write_segmentation,
 )
-from pipeline.dicom.selection import DEFAULT_RULES, DEFAULT_RULES_FILE, FileSelection, Selection, SelectionRules, select_file
+from pipeline.dicom.selection import (
+    DEFAULT_RULES,
+    DEFAULT_RULES_FILE,
+    FileSelection,
+    Selection,
+    SelectionRules,
+    select_file,
+)
 from pipeline.dicom.synthesize import (
     FIXTURE_VARIANTS,
     TRANSFER_SYNTAXES,
@@ -31,6 +39,7 @@ __all__ = [
     "IMAGE_LIKE_SUFFIXES",
     "MANIFEST_COLUMNS",
     "NOT_FOR_CLINICAL_USE",
+    "READ_ERROR_CODES",
     "TRANSFER_SYNTAXES",
     "AlgorithmInfo",
     "FileSelection",
@@ -39,6 +48,7 @@ __all__ = [
     "Selection",
     "SelectionRules",
     "build_segmentation",
+    "classify_read_error",
     "default_source_images",
     "derived_uid",
     "dicom_value_range",
@@ -56,6 +66,7 @@ __all__ = [
     "seg_filename",
     "select_file",
     "sniff_input",
+    "strip_path",
     "uid_to_filename",
     "write_manifest",
     "write_segmentation",

@@ -171,7 +171,9 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def write_manifest(out_dir: str | Path, rows: Sequence[Mapping[str, Any]], columns: Iterable[str] = MANIFEST_COLUMNS) -> tuple[Path, Path]:
+def write_manifest(
+    out_dir: str | Path, rows: Sequence[Mapping[str, Any]], columns: Iterable[str] = MANIFEST_COLUMNS
+) -> tuple[Path, Path]:
     """Write ``manifest.csv`` and ``manifest.jsonl`` atomically (CSV lists are joined with ``;``).
 
     Returns:

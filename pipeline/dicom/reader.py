@@ -136,7 +136,10 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
         hint = ""
         if "plugins are missing" in str(err) or "missing required dependencies" in str(err):
             # only a missing plugin is fixed by installing one; truncated or corrupt data is not
-            hint = " Install the decoders with `pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg python-gdcm`."
+            hint = (
+                " Install the decoders with"
+                " `pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg python-gdcm`."
+            )
         raise ImageReadError(
             f"{path}: pixel data could not be decoded (transfer syntax {meta['TransferSyntaxUID'] or 'unknown'}): "
             f"{err}.{hint}"
@@ -147,15 +150,17 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
     bits_stored = int(ds.BitsStored)
     if int(ds.get("PixelRepresentation", 0)) == 0 and bits_stored < raw.dtype.itemsize * 8:
         raw = raw & np.asarray((1 << bits_stored) - 1, dtype=raw.dtype)  # ignore overlay bits above BitsStored
-    pixels = apply_modality_lut(raw, ds).astype(np.float64)
+    # np.asarray, not astype: no extra full-size copy when pydicom already returns float64 (same values)
+    pixels = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
     voi_applied = False
     if voi and (ds.get("VOILUTSequence") or ("WindowCenter" in ds and "WindowWidth" in ds)):
-        pixels = apply_voi_lut(pixels, ds, prefer_lut=True).astype(np.float64)
+        pixels = np.asarray(apply_voi_lut(pixels, ds, prefer_lut=True), dtype=np.float64)
         voi_applied = True
         meta["voi_applied"] = True
     lo, hi = dicom_value_range(ds, voi_applied)
     if photometric == "MONOCHROME1":
         # DICOM shows MONOCHROME1 white-at-minimum after the VOI step; mirror within the output range
-        pixels = (lo + hi) - pixels
+        owned = pixels is not raw and pixels.base is None  # a fresh array of ours: mirror it in place
+        pixels = np.subtract(lo + hi, pixels, out=pixels if owned else None)
         meta["inverted"] = True
     return XRayImage(pixels.astype(np.float32), str(path), "dicom", spacing, (lo, hi), meta)

@@ -67,7 +67,11 @@ def _software_versions() -> tuple[str, ...]:
 
     from pipeline import __version__
 
-    versions = [f"xray-seg-pipeline {__version__}", f"highdicom {highdicom.__version__}", f"pydicom {pydicom.__version__}"]
+    versions = [
+        f"xray-seg-pipeline {__version__}",
+        f"highdicom {highdicom.__version__}",
+        f"pydicom {pydicom.__version__}",
+    ]
     try:
         import monai
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dicom.discovery import IMAGE_LIKE_SUFFIXES, sniff_input
+from pipeline.dicom.errors import strip_path
 from pipeline.dicom.naming import path_uid
 
 __all__ = [
@@ -385,7 +386,8 @@ def select_file(path: str | Path, rules: SelectionRules) -> FileSelection:
         fmt = "dicom" if ds is not None else None
     if fmt is None:
         if claims_image:
-            return FileSelection(spath, "error", "not_dicom", f"not a DICOM or image file (content of a '{path.suffix}' file not recognised)")
+            reason = f"not a DICOM or image file (content of a '{path.suffix}' file not recognised)"
+            return FileSelection(spath, "error", "not_dicom", reason)
         return FileSelection(spath, "skipped", "not_image", "not a DICOM or image file")
     if fmt != "dicom":
         verdict = rules.evaluate_format(fmt)
@@ -395,7 +397,8 @@ def select_file(path: str | Path, rules: SelectionRules) -> FileSelection:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         except Exception as err:  # noqa: BLE001 - truncated or corrupt headers raise many error types
-            return FileSelection(spath, "error", "unreadable", f"unreadable DICOM header ({type(err).__name__}: {err})", fmt)
+            reason = f"unreadable DICOM header ({type(err).__name__}: {strip_path(str(err), path)})"
+            return FileSelection(spath, "error", "unreadable", reason, fmt)
     try:
         verdict = rules.evaluate(ds)
         uid = str(ds.get("SOPInstanceUID", "") or "").strip()
@@ -411,7 +414,8 @@ def select_file(path: str | Path, rules: SelectionRules) -> FileSelection:
             modality=str(ds.get("Modality", "") or "").strip(),
         )
     except Exception as err:  # noqa: BLE001 - malformed values (bad VRs) surface lazily on access
-        return FileSelection(spath, "error", "unreadable", f"malformed DICOM header ({type(err).__name__}: {err})", fmt)
+        reason = f"malformed DICOM header ({type(err).__name__}: {strip_path(str(err), path)})"
+        return FileSelection(spath, "error", "unreadable", reason, fmt)
     if found.selected and not uid:
         found.status, found.code, found.reason = "error", "invalid_dicom", "selected image has no SOPInstanceUID"
     return found

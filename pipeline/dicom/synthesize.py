@@ -204,7 +204,8 @@ def make_radiograph_dicom(
         setattr(ds, keyword, value)
     ds.PixelData = stored.tobytes()
     if ts.is_compressed:
-        ds.compress(ts, stored)  # RLE natively, JPEG-LS with pyjpegls, JPEG 2000 with pylibjpeg-openjpeg
+        # RLE natively, JPEG-LS with pyjpegls, JPEG 2000 with pylibjpeg-openjpeg; keep the deterministic UID
+        ds.compress(ts, stored, generate_instance_uid=False)
     else:
         meta.TransferSyntaxUID = ts
     with atomic_path(path) as tmp:
@@ -252,21 +253,24 @@ class FixtureVariant:
 
 def _variants() -> list[FixtureVariant]:
     out = []
-    for source, (bits, syntax) in enumerate(
-        [(12, "explicit"), (16, "explicit"), (12, "jpeg-ls"), (16, "jpeg-ls"), (12, "jpeg2000"), (16, "jpeg2000"), (12, "rle"), (16, "rle")]
-    ):
+    pairs = [(bits, syntax) for syntax in ("explicit", "jpeg-ls", "jpeg2000", "rle") for bits in (12, 16)]
+    for source, (bits, syntax) in enumerate(pairs):  # a MONOCHROME1/2 pair shares its source image
         for photometric in ("MONOCHROME1", "MONOCHROME2"):
             modality = "CR" if photometric == "MONOCHROME1" and source % 2 == 0 else "DX"
-            name = f"{modality.lower()}_{photometric[-1] == '1' and 'mono1' or 'mono2'}_{bits}bit_{syntax}"
+            name = f"{modality.lower()}_mono{photometric[-1]}_{bits}bit_{syntax}"
             kwargs = dict(photometric=photometric, bits_stored=bits, transfer_syntax=syntax, modality=modality)
             out.append(FixtureVariant(name, kwargs, source))
-    # the highdicom trap: calibrated PixelSpacing but no Frame of Reference; and the normal case with a FoR
-    out.append(FixtureVariant("dx_mono2_12bit_pixelspacing_nofor", dict(spacing_attributes=("PixelSpacing",)), 0))
-    out.append(FixtureVariant("cr_mono1_12bit_pixelspacing_nofor", dict(modality="CR", photometric="MONOCHROME1", spacing_attributes=("PixelSpacing", "ImagerPixelSpacing")), 1))
-    out.append(FixtureVariant("dx_mono2_12bit_pixelspacing_for", dict(spacing_attributes=("PixelSpacing", "ImagerPixelSpacing"), frame_of_reference=True), 2))
-    out.append(FixtureVariant("dx_mono2_16bit_nospacing_noview", dict(bits_stored=16, spacing=None, view_position=None), 3))
-    out.append(FixtureVariant("dx_mono2_12bit_nopreamble", dict(preamble=False), 4))
-    out.append(FixtureVariant("dx_mono2_12bit_lateral", dict(view_position="LL"), 5))
+    # the highdicom trap: PixelSpacing without SliceThickness, without and with a Frame of Reference
+    both = ("PixelSpacing", "ImagerPixelSpacing")
+    out += [
+        FixtureVariant("dx_mono2_12bit_pixelspacing_nofor", dict(spacing_attributes=("PixelSpacing",)), 0),
+        FixtureVariant("cr_mono1_12bit_pixelspacing_nofor",
+                       dict(modality="CR", photometric="MONOCHROME1", spacing_attributes=both), 1),
+        FixtureVariant("dx_mono2_12bit_pixelspacing_for", dict(spacing_attributes=both, frame_of_reference=True), 2),
+        FixtureVariant("dx_mono2_16bit_nospacing_noview", dict(bits_stored=16, spacing=None, view_position=None), 3),
+        FixtureVariant("dx_mono2_12bit_nopreamble", dict(preamble=False), 4),
+        FixtureVariant("dx_mono2_12bit_lateral", dict(view_position="LL"), 5),
+    ]
     return out
 
 
@@ -306,5 +310,6 @@ def make_fixture_set(
         if index not in cache:
             cache[index] = load_source_image(paths[index], size)
         kwargs = {"spacing": (spacing, spacing), **variant.kwargs}
-        written[variant.name] = make_radiograph_dicom(cache[index], out_dir / f"{variant.name}.dcm", uid_seed=variant.name, **kwargs)
+        path = out_dir / f"{variant.name}.dcm"
+        written[variant.name] = make_radiograph_dicom(cache[index], path, uid_seed=variant.name, **kwargs)
     return written

@@ -57,7 +57,8 @@ def trace_network(network: nn.Module, example: torch.Tensor) -> torch.jit.Script
         traced = torch.jit.trace(network, example, check_trace=False)
         expected, got = network(example), traced(example)
     if not torch.allclose(expected, got, atol=1e-5, rtol=1e-4):
-        raise RuntimeError(f"TorchScript trace differs from the network (max |diff| {(expected - got).abs().max():.3g}).")
+        diff = float((expected - got).abs().max())
+        raise RuntimeError(f"TorchScript trace differs from the network (max |diff| {diff:.3g}).")
     return traced
 
 

@@ -23,7 +23,9 @@ def to_param_value(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
 
 
-def flatten_params(params: Mapping[str, Any], prefix: str = "", expand: tuple[str, ...] = ("augment",)) -> dict[str, str]:
+def flatten_params(
+    params: Mapping[str, Any], prefix: str = "", expand: tuple[str, ...] = ("augment",)
+) -> dict[str, str]:
     """Flatten settings into ``{key: str}`` MLflow parameters.
 
     Mappings named in ``expand`` become one parameter per entry (``augment.flip_prob``), so runs can be filtered
@@ -83,7 +85,7 @@ def datalist_params(datalist: Mapping[str, Any]) -> dict[str, Any]:
     Args:
         datalist: the bundle's datalist (``training`` / ``validation`` / ``test`` lists, ``hash``, ...).
     """
-    out: dict[str, Any] = {f"n_{name}": len(datalist.get(name, []) or []) for name in ("training", "validation", "test")}
+    out: dict[str, Any] = {f"n_{name}": len(datalist.get(name) or []) for name in ("training", "validation", "test")}
     for key in ("hash", "dataset_dir", "source", "seed"):
         if key in datalist:
             out["datalist_hash" if key == "hash" else f"datalist.{key}"] = datalist[key]

@@ -50,7 +50,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Settings stored with every model version so a Predictor can be rebuilt without the bundle.
-MODEL_SETTING_KEYS = ("image_size", "intensity", "num_classes", "threshold", "network_name", "network_kwargs", "temperature")
+MODEL_SETTING_KEYS = (
+    "image_size", "intensity", "num_classes", "threshold", "network_name", "network_kwargs", "temperature",
+)  # fmt: skip
 
 #: Metric the champion/challenger rule compares (the bundle's key validation metric).
 PROMOTION_METRIC = "val_mean_dice"
@@ -90,7 +92,8 @@ class PromotionDecision:
             return f"champion v{self.champion_version} has no {self.metric} tag: kept (promote by hand)"
         sign = ">" if self.promoted else "<="
         verdict = "promoted" if self.promoted else f"champion v{self.champion_version} kept"
-        return f"{self.metric} {self.candidate_value:.4f} {sign} {self.champion_value:.4f} of v{self.champion_version}: {verdict}"
+        numbers = f"{self.candidate_value:.4f} {sign} {self.champion_value:.4f} of v{self.champion_version}"
+        return f"{self.metric} {numbers}: {verdict}"
 
     def tags(self) -> dict[str, str]:
         """The decision as model-version tags (``promotion.*``)."""
@@ -203,6 +206,10 @@ def get_version(client: MlflowClient, name: str, ref: str | int) -> ModelVersion
     return client.get_model_version_by_alias(name, ref.lstrip("@"))
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 
@@ -223,7 +230,7 @@ def _set_champion(client: MlflowClient, name: str, version: str, reason: str, hi
         history.append(version)
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
-    client.set_model_version_tag(name, version, "champion.since", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    client.set_model_version_tag(name, version, "champion.since", _now())
     client.set_model_version_tag(name, version, "champion.reason", reason)
 
 
@@ -305,7 +312,7 @@ def rollback(name: str, to_version: str | int | None = None, client: MlflowClien
         target = history[-1]
     _set_champion(client, name, target, f"rollback from v{current_version}", history=history)
     if current_version is not None:
-        client.set_model_version_tag(name, current_version, "champion.rolled_back", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        client.set_model_version_tag(name, current_version, "champion.rolled_back", _now())
     logger.info("%s: champion rolled back from v%s to v%s", name, current_version, target)
     return target
 

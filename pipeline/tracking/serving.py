@@ -92,7 +92,9 @@ def load_predictor_from_uri(
     # a version's storage location needs no registry lookup (MLflow would otherwise use the *global* registry URI)
     source = client.get_model_version_download_uri(version.name, version.version) if version is not None else model_uri
     model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=client.tracking_uri))
-    target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    target = torch.device(device)
     network, embedded = _load_torchscript(model_dir, target)
 
     settings: dict[str, Any] = dict(embedded)

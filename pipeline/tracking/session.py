@@ -58,11 +58,6 @@ class TrackedRun:
         """URI of the store the run lives in."""
         return str(self.client.tracking_uri)
 
-    @property
-    def experiment_id(self) -> str:
-        """Id of the run's experiment."""
-        return str(self.client.get_run(self.run_id).info.experiment_id)
-
     def log_params(self, params: Mapping[str, Any]) -> dict[str, str]:
         """Log parameters, skipping those already logged (MLflow forbids changing a parameter's value).
 

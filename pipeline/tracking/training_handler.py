@@ -54,7 +54,8 @@ class MLflowTrainingHandler:
         loss: the loss object (its class is recorded).
         optimizer: the optimiser (class, hyper-parameters; its first group's learning rate per epoch).
         key_metric: the validator's key metric. Defaults to ``val_mean_dice``.
-        register_model: register the best model. Defaults to True.
+        register_model: register the best model (``"false"`` / ``"0"`` from the command line count as False).
+            Defaults to True.
         registered_model_name: registered model name. Defaults to ``chest-xray-lung-seg``.
 
     Examples::
@@ -77,7 +78,7 @@ class MLflowTrainingHandler:
         loss: Any = None,
         optimizer: torch.optim.Optimizer | None = None,
         key_metric: str = "val_mean_dice",
-        register_model: bool = True,
+        register_model: bool | str = True,
         registered_model_name: str = DEFAULT_MODEL_NAME,
     ) -> None:
         self.validator = validator
@@ -88,7 +89,7 @@ class MLflowTrainingHandler:
         self.loss = loss
         self.optimizer = optimizer
         self.key_metric = key_metric
-        self.register_model = bool(register_model)
+        self.register_model = _as_bool(register_model)
         self.registered_model_name = registered_model_name
         self.run: TrackedRun | None = None
         self.model_version: str | None = None
@@ -183,7 +184,8 @@ class MLflowTrainingHandler:
         """A real preprocessed validation image ``(1, 1, S, S)`` when available, else zeros."""
         try:
             image = self.validator.data_loader.dataset[0][Keys.IMAGE.value]  # type: ignore[union-attr]
-            image = torch.as_tensor(image).float()
+            image = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)  # no MetaTensor
+            image = image.float()
             if image.ndim == 3:
                 return image[None].cpu()
         except Exception as err:  # any dataset shape or access problem: fall back
@@ -240,3 +242,10 @@ class MLflowTrainingHandler:
                 "promotion.decision": "champion" if decision.promoted else "challenger",
                 "promotion.reason": decision.reason,
             })
+
+
+def _as_bool(value: bool | str) -> bool:
+    """``--register_model false`` arrives as the string ``"false"`` from the bundle command line."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off", "none")
+    return bool(value)

@@ -21,8 +21,9 @@ nothing waits for the host.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ __all__ = [
     "BatchRandomState",
     "RandBatchIntensityd",
     "RandBatchSpatiald",
+    "apply_to_chosen",
     "device_augmentation",
     "elastic_displacement",
     "random_affine",
@@ -79,6 +81,32 @@ class BatchRandomState:
     def normal(self, shape: Sequence[int], device: torch.device) -> torch.Tensor:
         """Standard normal draws of ``shape``."""
         return torch.randn(tuple(shape), device=device, generator=self.generator(device))
+
+
+def apply_to_chosen(
+    chosen: torch.Tensor, x: torch.Tensor, fn: Callable[[torch.Tensor, Any], torch.Tensor], source: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``fn`` applied to the chosen images of a batch, ``x`` kept for the others.
+
+    On CUDA every image is computed and the result selected with ``torch.where`` (no host synchronisation); on the
+    host only the chosen images are computed, which matters for the expensive steps drawn with low probability.
+
+    Args:
+        chosen: ``(B,)`` booleans.
+        x: ``(B, ...)`` values kept where not chosen.
+        fn: ``fn(inputs, rows)`` returning the new values of ``inputs``; ``rows`` indexes per-image parameters
+            (``slice(None)`` for all, else the chosen indices).
+        source: what ``fn`` is applied to; defaults to ``x``.
+    """
+    source = x if source is None else source
+    if x.device.type == "cuda":
+        return torch.where(chosen.view((-1,) + (1,) * (x.ndim - 1)), fn(source, slice(None)), x)
+    rows = chosen.nonzero().flatten()
+    if rows.numel() == 0:
+        return x
+    out = x.clone()
+    out[rows] = fn(source[rows], rows).to(x.dtype)
+    return out
 
 
 def random_affine(
@@ -174,11 +202,28 @@ def elastic_displacement(
     magnitude = state.uniform(batch_size, float(magnitude_range[0]), float(magnitude_range[1]), device)
     magnitude = magnitude * state.bernoulli(batch_size, prob, device).float()
     offsets = state.normal((batch_size, 2, gh, gw), device) * magnitude[:, None, None, None]
-    field = F.interpolate(offsets, size=(gh * spacing, gw * spacing), mode="bicubic", align_corners=False)
-    top, left = (gh * spacing - height) // 2, (gw * spacing - width) // 2
-    field = field[:, :, top : top + height, left : left + width]  # (B, 2 = (row, col) pixels, H, W)
+    # bicubic upsampling by `spacing` then the centre crop, as two small matrix products (separable, exact)
+    rows = _bicubic_matrix(gh, spacing, height, str(device))
+    cols = _bicubic_matrix(gw, spacing, width, str(device))
+    field = rows @ offsets @ cols.T  # (B, 2 = (row, col) pixels, H, W)
     scale = torch.tensor([2.0 / width, 2.0 / height], device=device)
     return field.flip(1).permute(0, 2, 3, 1) * scale
+
+
+@functools.lru_cache(maxsize=16)
+def _bicubic_matrix(points: int, spacing: int, size: int, device: str) -> torch.Tensor:
+    """``(size, points)`` weights of ``F.interpolate(bicubic, scale spacing, align_corners=False)`` + centre crop."""
+    basis = torch.eye(points, dtype=torch.float32).view(points, 1, points, 1)
+    up = F.interpolate(basis, size=(points * spacing, 1), mode="bicubic", align_corners=False)[:, 0, :, 0]
+    start = (points * spacing - size) // 2
+    return up[:, start : start + size].T.contiguous().to(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _identity_grid(spatial_shape: tuple[int, int], device: str) -> torch.Tensor:
+    """``(H, W, 2)`` normalised pixel-centre coordinates (``affine_grid`` of the identity, align_corners=False)."""
+    identity = torch.eye(2, 3, device=device)[None]
+    return F.affine_grid(identity, [1, 1, *spatial_shape], align_corners=False)[0]
 
 
 class RandBatchSpatiald(MapTransform):
@@ -254,8 +299,7 @@ class RandBatchSpatiald(MapTransform):
             batch_size, spatial_shape, self.random, device, self.flip_prob, self.affine_prob,
             self.rotate_degrees, self.scale, self.translate_px,
         )
-        identity = torch.eye(2, 3, device=device).expand(batch_size, 2, 3)
-        base = F.affine_grid(identity, [batch_size, 1, *spatial_shape], align_corners=False)
+        base = _identity_grid(tuple(int(s) for s in spatial_shape), str(device))[None]
         if self.elastic_prob > 0:
             base = base + elastic_displacement(
                 batch_size, spatial_shape, self.random, device, self.elastic_spacing, self.elastic_magnitude,
@@ -327,18 +371,18 @@ class RandBatchIntensityd(MapTransform):
         self.random.set_random_state(seed)
         return self
 
-    def _smooth(self, x: torch.Tensor) -> torch.Tensor:
+    def _smooth(self, x: torch.Tensor, sigma_rows: torch.Tensor, sigma_cols: torch.Tensor) -> torch.Tensor:
         """Separable Gaussian blur with a sigma per image and axis (erf kernels, zero padding, as MONAI)."""
         b, c, h, w = x.shape
         tail = int(max(self.smooth_sigma[1] * 4.0, 0.5) + 0.5)
         pos = torch.arange(-tail, tail + 1, device=x.device, dtype=torch.float32)
 
-        def kernels() -> torch.Tensor:
-            t = 0.70710678 / self.random.uniform(b, *self.smooth_sigma, x.device)[:, None]
+        def kernels(sigma: torch.Tensor) -> torch.Tensor:
+            t = 0.70710678 / sigma[:, None]
             k = (0.5 * ((t * (pos + 0.5)).erf() - (t * (pos - 0.5)).erf())).clamp(min=0)
             return k.repeat_interleave(c, dim=0)  # (B * C, K)
 
-        k_rows, k_cols = kernels(), kernels()
+        k_rows, k_cols = kernels(sigma_rows), kernels(sigma_cols)
         y = x.reshape(1, b * c, h, w).float()
         y = F.conv2d(y, k_rows[:, None, :, None], padding=(tail, 0), groups=b * c)
         y = F.conv2d(y, k_cols[:, None, None, :], padding=(0, tail), groups=b * c)
@@ -353,22 +397,29 @@ class RandBatchIntensityd(MapTransform):
             x = torch.as_tensor(d[key])
             n, dev = x.shape[0], x.device
             view = (n,) + (1,) * (x.ndim - 1)
+            dims = tuple(range(1, x.ndim))
 
             def chosen(p: float) -> torch.Tensor:
-                return self.random.bernoulli(n, p, dev).view(view)
+                return self.random.bernoulli(n, p, dev)
 
-            lo = x.amin(dim=tuple(range(1, x.ndim)), keepdim=True)
-            span = x.amax(dim=tuple(range(1, x.ndim)), keepdim=True) - lo
-            g = self.random.uniform(n, *self.gamma, dev).view(view)
-            contrast = ((x - lo) / (span + 1e-7)).clamp(min=0) ** g * span + lo
-            x = torch.where(chosen(self.prob), contrast, x)
+            gamma = self.random.uniform(n, *self.gamma, dev).view(view)
+
+            def contrast(v: torch.Tensor, rows: Any) -> torch.Tensor:
+                lo = v.amin(dim=dims, keepdim=True)
+                span = v.amax(dim=dims, keepdim=True) - lo
+                return ((v - lo) / (span + 1e-7)).clamp(min=0) ** gamma[rows] * span + lo
+
+            x = apply_to_chosen(chosen(self.prob), x, contrast)
             factor = 1.0 + self.random.uniform(n, -self.scale_factor, self.scale_factor, dev).view(view)
-            x = torch.where(chosen(self.prob), x * factor, x)
+            x = torch.where(chosen(self.prob).view(view), x * factor, x)
             offset = self.random.uniform(n, -self.shift_offset, self.shift_offset, dev).view(view)
-            x = torch.where(chosen(self.prob), x + offset, x)
-            x = torch.where(chosen(self.prob * 0.5), self._smooth(x), x)
+            x = torch.where(chosen(self.prob).view(view), x + offset, x)
+            sigma_rows = self.random.uniform(n, *self.smooth_sigma, dev)
+            sigma_cols = self.random.uniform(n, *self.smooth_sigma, dev)
+            x = apply_to_chosen(chosen(self.prob * 0.5), x,
+                                lambda v, rows: self._smooth(v, sigma_rows[rows], sigma_cols[rows]))
             if self.noise_std > 0:
-                std = self.random.uniform(n, 0.0, self.noise_std, dev).view(view) * chosen(self.prob)
+                std = self.random.uniform(n, 0.0, self.noise_std, dev).view(view) * chosen(self.prob).view(view)
                 x = x + self.random.normal(x.shape, dev) * std
             d[key] = x
         return d

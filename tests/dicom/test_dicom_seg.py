@@ -68,7 +68,8 @@ def test_seg_content(fixtures, tmp_path):
     assert (family.CodeValue, family.CodeMeaning) == ("123110", "Artificial Intelligence")  # DCM; 123109 = Manual
     assert seg.Manufacturer == "xray-seg-pipeline" and seg.ManufacturerModelName == "chest-xray-lung-seg"
     assert any(v.startswith("highdicom") for v in seg.SoftwareVersions)
-    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    referenced = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
 
 
 def test_fractional_seg_carries_probabilities(fixtures, tmp_path):
@@ -88,7 +89,8 @@ def test_pixel_spacing_trap(fixtures, tmp_path, monkeypatch, variant):
     source = header(fixtures[variant])
     assert "PixelSpacing" in source and "SliceThickness" not in source
     mask = lung_mask(source.Rows, source.Columns)
-    np.testing.assert_array_equal(read_segmentation_mask(write_segmentation(source, mask, tmp_path / "fixed", ALGORITHM)), mask)
+    fixed = write_segmentation(source, mask, tmp_path / "fixed", ALGORITHM)
+    np.testing.assert_array_equal(read_segmentation_mask(fixed), mask)
     assert "PixelSpacing" in source  # the caller's dataset is untouched
     monkeypatch.setattr(seg_module, "_source_for_highdicom", lambda ds: ds)  # highdicom as is
     broken = write_segmentation(source, mask, tmp_path / "raw", ALGORITHM)

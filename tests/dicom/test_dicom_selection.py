@@ -38,7 +38,8 @@ def header(**attrs) -> Dataset:
 
 def test_config_file_matches_builtin_defaults():
     assert DEFAULT_RULES_FILE.is_file()
-    assert SelectionRules.from_file(DEFAULT_RULES_FILE).to_dict() == SelectionRules.from_mapping(DEFAULT_RULES).to_dict()
+    from_file = SelectionRules.from_file(DEFAULT_RULES_FILE)
+    assert from_file.to_dict() == SelectionRules.from_mapping(DEFAULT_RULES).to_dict()
     assert SelectionRules.default() == SelectionRules.from_mapping(DEFAULT_RULES)
 
 
@@ -123,7 +124,8 @@ def test_discovery_is_recursive_sorted_unique_and_skips_output(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "a" / "out").mkdir()
     (tmp_path / "a" / "out" / "seg.dcm").write_bytes(b"x")
-    found = discover_inputs([tmp_path / "a", tmp_path / "a" / "x.dcm", tmp_path / "z.png"], exclude=[tmp_path / "a" / "out"])
+    inputs = [tmp_path / "a", tmp_path / "a" / "x.dcm", tmp_path / "z.png"]
+    found = discover_inputs(inputs, exclude=[tmp_path / "a" / "out"])
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/b/IM0001", "a/x.dcm", "z.png"]
     with pytest.raises(FileNotFoundError):
         discover_inputs([tmp_path / "missing"])

@@ -10,6 +10,7 @@ from pipeline.dicom import (
     FIXTURE_VARIANTS,
     TRANSFER_SYNTAXES,
     default_source_images,
+    derived_uid,
     load_source_image,
     make_fixture_set,
     read_dicom,
@@ -38,6 +39,7 @@ def test_variant_decodes_to_source(fixtures, variant):
     assert ds.PhotometricInterpretation == kwargs.get("photometric", "MONOCHROME2")
     assert (ds.BitsStored, ds.Modality) == (bits, kwargs.get("modality", "DX"))
     assert ds.PatientName == "SYNTHETIC^PATIENT"
+    assert ds.SOPInstanceUID == derived_uid("synthetic-sop", variant.name)  # reproducible, compressed or not
     assert ("PixelSpacing" in ds) == ("PixelSpacing" in kwargs.get("spacing_attributes", ()))
     assert ("FrameOfReferenceUID" in ds) == kwargs.get("frame_of_reference", False)
     if kwargs.get("spacing", ()) is not None:

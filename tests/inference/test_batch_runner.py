@@ -1,4 +1,4 @@
-"""``xray-seg predict`` over pydicom's test files, generated DX/CR fixtures and broken files: statuses, reasons, outputs."""
+"""``xray-seg predict`` over pydicom test files, generated DX/CR files and broken files: statuses, reasons, outputs."""
 
 from __future__ import annotations
 
@@ -201,7 +201,8 @@ def test_every_seg_reads_back_equal_to_the_mask(batch):
 
 
 def test_monochrome1_and_monochrome2_give_the_same_mask(batch):
-    masks = {rel(batch, r): np.asarray(Image.open(batch["out"] / r["mask_png"])) for r in batch["rows"] if r["status"] == "ok"}
+    ok = [r for r in batch["rows"] if r["status"] == "ok"]
+    masks = {rel(batch, r): np.asarray(Image.open(batch["out"] / r["mask_png"])) for r in ok}
     pairs = [n for n in batch["fixtures"] if "mono1" in n and "pixelspacing" not in n]
     assert len(pairs) == 8
     for name in pairs:
@@ -234,6 +235,22 @@ def test_real_cr_files_with_permissive_rules(tmp_path, checkpoint):
             mask = np.asarray(Image.open(tmp_path / row["mask_png"])) // 255
             np.testing.assert_array_equal(read_segmentation_mask(tmp_path / row["seg"]), mask)
             assert row["lung_area_cm2"] == pytest.approx(row["lung_area_px"] * 0.01 / 100)  # 0.1 mm pixels
+
+
+def test_fractional_seg_and_rerun_skips_finished(batch, tmp_path, checkpoint):
+    predictor = load_predictor(checkpoint, overrides={"image_size": 64, "network_kwargs": TINY}, device="cpu")
+    files = [batch["fixtures"]["dx_mono1_16bit_jpeg-ls"], batch["fixtures"]["cr_mono1_12bit_rle"]]
+    runner = BatchRunner(predictor, tmp_path, outputs=("seg", "png"), fractional=True, workers=0, writers=0)
+    first = runner.run(files)
+    assert first.counts["ok"] == 2 and first.n_segmented == 2
+    for row in first.rows:
+        prob = read_segmentation_mask(tmp_path / row["seg"])  # FRACTIONAL: probabilities in [0, 1]
+        mask = np.asarray(Image.open(tmp_path / row["mask_png"])) // 255
+        assert prob.dtype == np.float32 and 0.0 <= prob.min() and prob.max() <= 1.0
+        decided = np.abs(prob - predictor.threshold) > 1 / 255  # 8-bit quantisation can flip the borderline
+        np.testing.assert_array_equal((prob > predictor.threshold)[decided], mask.astype(bool)[decided])
+    second = runner.run(files)  # same settings, same files: nothing to redo
+    assert (second.n_segmented, second.n_resumed, second.counts["ok"]) == (0, 2, 2)
 
 
 def test_help_explains_every_option():

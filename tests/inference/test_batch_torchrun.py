@@ -1,4 +1,4 @@
-"""``torchrun --nproc_per_node 2`` (gloo, CPU) splits a folder across two processes and yields the single-process result."""
+"""``torchrun --nproc_per_node 2`` (gloo, CPU) splits a folder across two processes; same result as one process."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ import torch
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.dicom import FIXTURE_VARIANTS, load_source_image, default_source_images, make_fixture_set, read_segmentation_mask
+from pipeline.dicom import (
+    FIXTURE_VARIANTS,
+    default_source_images,
+    load_source_image,
+    make_fixture_set,
+    read_segmentation_mask,
+)
 from pipeline.networks import get_network
 
 TINY = {"features": [4, 4, 8, 16, 32, 4]}
@@ -35,7 +41,8 @@ def test_torchrun_two_processes_match_one(tmp_path):
     checkpoint = tmp_path / "model.pt"
     torch.save(get_network("basic_unet", **TINY).state_dict(), checkpoint)
     inputs = tmp_path / "in"
-    fixtures = make_fixture_set(inputs, size=96, variants=[v for v in FIXTURE_VARIANTS if "16bit" in v.name or "lateral" in v.name])
+    variants = [v for v in FIXTURE_VARIANTS if "16bit" in v.name or "lateral" in v.name]
+    fixtures = make_fixture_set(inputs, size=96, variants=variants)
     shutil.copy(fixtures["dx_mono2_16bit_rle"], inputs / "zz_copy.dcm")  # a duplicate SOPInstanceUID
     (inputs / "empty.dcm").write_bytes(b"")
     Image.fromarray(load_source_image(default_source_images()[0], 80)).save(inputs / "film.png")
@@ -65,7 +72,8 @@ def test_torchrun_two_processes_match_one(tmp_path):
     for path, row in single.items():
         assert {k: row[k] for k in COMPARED} == {k: dist[path][k] for k in COMPARED}, Path(path).name
     assert {r["rank"] for r in dist.values()} == {0, 1}  # both ranks did work
-    assert sorted(p.name for p in (tmp_path / "dist" / ".journal").iterdir()) == ["part-rank0.jsonl", "part-rank1.jsonl"]
+    parts = sorted(p.name for p in (tmp_path / "dist" / ".journal").iterdir())
+    assert parts == ["part-rank0.jsonl", "part-rank1.jsonl"]  # each rank its own manifest part
     assert dist[str((inputs / "zz_copy.dcm").resolve())]["code"] == "duplicate"
 
     for folder in ("seg", "masks", "overlays"):

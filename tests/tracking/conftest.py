@@ -11,6 +11,7 @@ One session fixture trains twice into one store, which the tracking and registry
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")  # offline: no pip dry run in log_model
 
-from mlflow_helpers import SETTINGS_FILE, make_dataset, train  # noqa: E402  (this folder is on sys.path: rootdir-less tests)
+from mlflow_helpers import SETTINGS_FILE, make_dataset, train  # noqa: E402  (pytest puts this folder on sys.path)
 
 
 @dataclass
@@ -34,12 +35,25 @@ class Store:
 
 
 @pytest.fixture(scope="session")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def empty_store_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite database with its tables created, to copy: the schema migration runs once per session."""
+    from mlflow import MlflowClient
+
+    from pipeline.tracking import sqlite_uri
+
+    path = tmp_path_factory.mktemp("template") / "empty.db"
+    MlflowClient(tracking_uri=sqlite_uri(path)).search_experiments()
+    return path
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory, empty_store_db: Path) -> Iterator[Store]:
     """Two trainings (good, then worse) registered in one SQLite store; ``MLFLOW_TRACKING_URI`` unset meanwhile."""
     from pipeline.tracking import sqlite_uri
 
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     root = tmp_path_factory.mktemp("mlflow")
+    shutil.copy(empty_store_db, root / "mlruns.db")
     uri = sqlite_uri(root / "mlruns.db")
     try:
         data = str(make_dataset(root))

@@ -51,7 +51,8 @@ def train(workdir: Path, tracking: str | None, tracking_uri: str | None, **overr
     if tracking_uri:
         settings["tracking_uri"] = tracking_uri
     workflow = run_bundle("training", ["train.yaml"], tracking, **settings)
-    handler = next(h for h in workflow.parser.get_parsed_content("train#handlers") if isinstance(h, MLflowTrainingHandler))
+    handlers = workflow.parser.get_parsed_content("train#handlers")
+    handler = next(h for h in handlers if isinstance(h, MLflowTrainingHandler))
     evaluator = workflow.parser.get_parsed_content("validate#evaluator")
     return {
         "workflow": workflow,

@@ -57,6 +57,7 @@ def test_champion_gives_the_checkpoint_masks(store):
         checkpoint=store.good["checkpoint"],
         overrides={"image_size": 32, "network_kwargs": FAST["network_kwargs"]},
         device="cpu",
+        temperature=from_registry.temperature,  # 1, or the one a tracked evaluation fitted (masks do not depend on it)
     )
     assert (from_registry.model_name, from_registry.model_version) == (MODEL_NAME, "1")
     assert (from_registry.image_size, from_registry.intensity, from_registry.threshold) == (32, "minmax", 0.5)

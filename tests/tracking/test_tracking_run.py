@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import pytest
 import torch
 from mlflow_helpers import BUNDLE, FAST, MODEL_NAME, run_bundle
 from ignite.engine import Engine
 
-from pipeline.tracking import MLflowTrainingHandler
+from pipeline.tracking import MLflowTrainingHandler, load_predictor_from_uri
 
 EXPECTED_PARAMS = [
     "network_name", "network_kwargs", "network_class", "network_parameters", "num_classes", "loss", "optimizer",
@@ -83,7 +85,10 @@ def test_run_records_artifacts(store, client, tmp_path):
 
 def test_evaluation_is_nested_under_the_training_run(store, client):
     good = store.good
-    overrides = {k: v for k, v in good["overrides"].items()}
+    models = store.root / "evaluated_models"  # a copy: the evaluation writes the fitted temperature into it
+    models.mkdir()
+    shutil.copy(good["checkpoint"], models / "model.pt")
+    overrides = {**good["overrides"], "ckpt_dir": str(models), "report_variants": [{"name": "raw"}]}  # fewer figures
     run_bundle("evaluating", ["train.yaml", "evaluate.yaml"], "mlflow", **overrides)
 
     runs = client.search_runs(
@@ -104,6 +109,12 @@ def test_evaluation_is_nested_under_the_training_run(store, client):
     assert "evaluation/metrics.csv" in {a.path for a in client.list_artifacts(good["run_id"], "evaluation")}
     version = client.get_model_version(MODEL_NAME, good["version"])
     assert abs(float(version.tags["test_mean_dice"]) - evaluation.data.metrics["test_mean_dice"]) < 1e-5
+
+    # the temperature fitted into the checkpoint now travels with the registered version
+    fitted = torch.load(models / "model.pt", weights_only=True)["temperature"]
+    assert float(version.tags["temperature"]) == pytest.approx(fitted)
+    served = load_predictor_from_uri(f"models:/{MODEL_NAME}/{good['version']}", tracking_uri=store.uri, device="cpu")
+    assert served.temperature == pytest.approx(fitted)
 
 
 def test_handler_is_inert_without_tracking(tmp_path):

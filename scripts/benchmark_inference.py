@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""End-to-end batch inference speed: decode + preprocess + model + DICOM SEG writing, in images per second.
+
+For each input size (default 1024² and 2048²) the script writes ``--n`` 16-bit DX files (JSRT films resized, half of
+them MONOCHROME1), then runs the real batch path (:class:`pipeline.inference.BatchRunner`: DataLoader workers
+decoding, batched model, writer threads) on each device and reports
+
+* end-to-end images/s (wall clock of the segmentation phase, after a warm-up run);
+* the mean busy time per image of each stage (decode, preprocess, model, write) and its share of their sum: the
+  stages overlap (workers decode while the model runs), so the share says where the work is, and the slowest stage
+  bounds the throughput;
+* the model alone (``predict_tensor`` on a ready batch), i.e. the ceiling set by the network.
+
+An untrained network is used (speed does not depend on the weights). Example::
+
+    python scripts/benchmark_inference.py --sizes 1024 2048 --n 16 --json /tmp/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.dicom import FixtureVariant, make_fixture_set
+from pipeline.inference import BatchRunner, Predictor
+from pipeline.networks import get_network
+
+logger = logging.getLogger("benchmark_inference")
+
+STAGES = ("read", "preprocess", "model", "write")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048], help="input sides in pixels")
+    parser.add_argument("--n", type=int, default=16, help="images per size (default 16)")
+    parser.add_argument("--devices", nargs="+", default=None,
+                        help="devices to run on (default: cpu, plus cuda when available)")
+    parser.add_argument("--network", default="basic_unet", help="network name (pipeline.networks.get_network)")
+    parser.add_argument("--network-kwargs", type=json.loads, default={},
+                        help='JSON constructor arguments, e.g. \'{"features": [4, 4, 8, 16, 32, 4]}\' (a tiny network '
+                             "shows the pipeline's own ceiling)")
+    parser.add_argument("--image-size", type=int, default=256, help="side the network sees (default 256)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per model call (default 4)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader decoding workers (default: 1 on CPU-only machines with <= 4 cores, else 4)")
+    parser.add_argument("--writers", type=int, default=1, help="output writer threads (default 1)")
+    parser.add_argument("--outputs", default="seg", help="outputs to write (default seg: 'with SEG writing')")
+    parser.add_argument("--transfer-syntax", default="explicit", help="input transfer syntax (explicit, jpeg-ls, ...)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where to write inputs and outputs (default: a temporary folder)")
+    return parser.parse_args(argv)
+
+
+def make_inputs(folder: Path, size: int, n: int, transfer_syntax: str) -> Path:
+    """``n`` 16-bit DX files of ``size``² (alternating MONOCHROME1/2) in ``folder``."""
+    variants = [
+        FixtureVariant(f"bench{i:03d}", {"bits_stored": 16, "transfer_syntax": transfer_syntax,
+                                         "photometric": "MONOCHROME1" if i % 2 else "MONOCHROME2"}, source=i)
+        for i in range(n)
+    ]
+    make_fixture_set(folder, size=size, variants=variants)
+    return folder
+
+
+def model_only(predictor: Predictor, batch_size: int, repeats: int = 3) -> float:
+    """Images/s of ``predict_tensor`` alone on a ready batch (after one warm-up call)."""
+    batch = torch.randn(batch_size, 1, predictor.image_size, predictor.image_size)
+    predictor.predict_tensor(batch)
+    if predictor.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        predictor.predict_tensor(batch).cpu()
+    return repeats * batch_size / (time.perf_counter() - t0)
+
+
+def benchmark_one(
+    predictor: Predictor, inputs: Path, out: Path, args: argparse.Namespace, workers: int
+) -> dict[str, Any]:
+    """Warm up, then time one BatchRunner pass over ``inputs``."""
+    outputs = [o for o in args.outputs.split(",") if o]
+    warm = sorted(inputs.iterdir())[:2]
+    warmup = BatchRunner(predictor, out / "warmup", outputs=outputs, workers=0, writers=0, progress=False, resume=False)
+    warmup.run(warm)
+    runner = BatchRunner(predictor, out / "run", outputs=outputs, batch_size=args.batch_size, workers=workers,
+                         writers=args.writers, progress=False, resume=False)
+    t0 = time.perf_counter()
+    summary = runner.run([inputs])
+    wall = time.perf_counter() - t0
+    ok = [r for r in summary.rows if r["status"] == "ok"]
+    if len(ok) != len(summary.rows):
+        raise RuntimeError(f"{len(summary.rows) - len(ok)} benchmark files failed: {summary.codes}")
+    ms = {s: 1000 * statistics.fmean(float(r.get(f"seconds_{s}") or 0.0) for r in ok) for s in STAGES}
+    busy = sum(ms.values())
+    return {
+        "images": len(ok),
+        "images_per_second": summary.images_per_second,
+        "wall_seconds": wall,
+        "ms_per_image": ms,
+        "share": {s: ms[s] / busy for s in STAGES},
+        "model_only_images_per_second": model_only(predictor, args.batch_size),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark grid; prints a Markdown table; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("highdicom").setLevel(logging.ERROR)
+    args = parse_args(argv)
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    cores = os.cpu_count() or 1
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_inference_"))
+    results: list[dict[str, Any]] = []
+    for size in args.sizes:
+        inputs = make_inputs(workdir / f"in{size}", size, args.n, args.transfer_syntax)
+        for device in devices:
+            torch.manual_seed(0)
+            network = get_network(args.network, spatial_dims=2, in_channels=1, out_channels=1, **args.network_kwargs)
+            predictor = Predictor(network, image_size=args.image_size, device=device, model_name=args.network,
+                                  model_version="untrained")
+            workers = args.workers if args.workers is not None else (1 if device == "cpu" and cores <= 4 else 4)
+            result = benchmark_one(predictor, inputs, workdir / f"out{size}_{device}", args, workers)
+            result.update(device=device, size=size, network=args.network, network_kwargs=args.network_kwargs,
+                          image_size=args.image_size,
+                          batch_size=args.batch_size, workers=workers, writers=args.writers, outputs=args.outputs)
+            results.append(result)
+            print(f"done: {device} {size}^2: {result['images_per_second']:.2f} images/s", file=sys.stderr)
+    machine = {
+        "platform": platform.platform(), "cpu_count": cores, "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    header = ("| device | input | images | images/s | decode ms | preprocess ms | model ms | write ms "
+              "| decode % | model % | write % | model-only images/s |")
+    lines = [header, "|" + "---|" * 12]
+    for r in results:
+        ms, share = r["ms_per_image"], r["share"]
+        lines.append(
+            f"| {r['device']} | {r['size']}² 16-bit | {r['images']} | **{r['images_per_second']:.2f}** | "
+            f"{ms['read']:.0f} | {ms['preprocess']:.0f} | {ms['model']:.0f} | {ms['write']:.0f} | "
+            f"{100 * share['read']:.0f} | {100 * share['model']:.0f} | {100 * share['write']:.0f} | "
+            f"{r['model_only_images_per_second']:.2f} |"
+        )
+    print(f"machine: {machine['platform']}, {cores} CPU cores, torch {machine['torch']} "
+          f"({machine['torch_threads']} threads), GPU: {machine['gpu'] or 'none'}")
+    print(f"network: {args.network} {args.network_kwargs or ''} at {args.image_size}², batch {args.batch_size}, "
+          f"outputs {args.outputs}")
+    print("\n".join(lines))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

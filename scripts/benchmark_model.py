@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""Model-only inference speed: GPU throughput per network, precision, layout and compilation; CPU latency.
+
+GPU part (when CUDA is present): forward-only images/s at ``--image-size`` (256) for every network of
+``--networks`` (basic_unet, xnet, lite_unet) in fp32 and bf16 autocast, at batch 64 and 256, four ways each:
+eager, channels-last, ``torch.compile``, ``torch.compile`` + channels-last. Each way is the
+:class:`pipeline.inference.acceleration.OptimizedNetwork` the Predictor would use, and each is checked against eager
+fp32 on the same batch (mean probability difference, mask agreement); the last column says which way
+``optimize_for_inference`` would pick (fastest that matches). Networks are randomly initialised (speed does not
+depend on the weights). Rows are printed as they are measured, most wanted first (bf16, batch 256).
+
+CPU part: single-image latency (batch 1) with ``--cpu-threads`` (2) threads, eager fp32 and channels-last fp32,
+median and 90th percentile over ``--repeats`` calls.
+
+Examples::
+
+    python scripts/benchmark_model.py                    # everything (GPU part only with CUDA)
+    python scripts/benchmark_model.py --skip-cpu         # GPU throughput only
+    python scripts/benchmark_model.py --quick            # CPU smoke run: fewer repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {"eager": (False, False), "channels_last": (True, False), "compile": (False, True),
+            "compile+channels_last": (True, True)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--networks", nargs="+", default=["basic_unet", "xnet", "lite_unet"])
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 64])
+    p.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--gpu-seconds", type=float, default=2.0, help="timed seconds per GPU measurement (after warm-up)")
+    p.add_argument("--cpu-threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=10, help="timed single-image calls per network on CPU")
+    p.add_argument("--skip-gpu", action="store_true")
+    p.add_argument("--skip-cpu", action="store_true")
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 CPU repeats, 0.5 s per GPU measurement")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.gpu_seconds = 3, 0.5
+    return args
+
+
+def _network(name: str) -> torch.nn.Module:
+    from pipeline.networks import get_network
+
+    torch.manual_seed(0)
+    return get_network(name, spatial_dims=2, in_channels=1, out_channels=1).eval()
+
+
+@torch.inference_mode()
+def _throughput(net: torch.nn.Module, x: torch.Tensor, seconds: float) -> tuple[float, torch.Tensor]:
+    """Images/s of forward passes on ``x`` (3 warm-up calls, which include compilation), and the first output."""
+    out = net(x)
+    for _ in range(2):
+        net(x)
+    torch.cuda.synchronize()
+    calls, start = 0, time.perf_counter()
+    while True:
+        net(x)
+        calls += 1
+        if calls % 5 == 0:
+            torch.cuda.synchronize()
+            if time.perf_counter() - start >= seconds:
+                break
+    torch.cuda.synchronize()
+    return calls * x.shape[0] / (time.perf_counter() - start), out.float()
+
+
+def gpu_throughput(args: argparse.Namespace, device: torch.device | None = None) -> list[dict[str, Any]]:
+    from pipeline.inference.acceleration import InferenceOptions, OptimizedNetwork
+
+    device = device or torch.device("cuda")
+    low = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    rows: list[dict[str, Any]] = []
+    print(f"\n## GPU throughput: {torch.cuda.get_device_name(0)}, {args.image_size}², forward only, images/s\n")
+    print("| network | dtype | batch | " + " | ".join(args.variants) + " | fastest matching eager fp32 |")
+    print("|---|---|---|" + "---|" * len(args.variants) + "---|", flush=True)
+    for dtype_name in args.dtypes:
+        for batch in args.batch_sizes:
+            for name in args.networks:
+                base = _network(name).to(device)
+                generator = torch.Generator(device="cpu").manual_seed(0)
+                x = torch.randn(batch, 1, args.image_size, args.image_size, generator=generator).clamp(-1, 1)
+                x = x.to(device)
+                with torch.inference_mode():
+                    reference = torch.sigmoid(base(x).float())
+                row: dict[str, Any] = {"network": name, "dtype": dtype_name, "batch": batch, "images_per_s": {},
+                                       "mean_prob_diff": {}, "mask_agreement": {}, "errors": {}}
+                for variant in args.variants:
+                    channels_last, compiled = VARIANTS[variant]
+                    options = InferenceOptions(low if dtype_name == "bf16" else None, channels_last, compiled)
+                    try:
+                        net = OptimizedNetwork(copy.deepcopy(base), options, {"dynamic": False}).eval()
+                        speed, out = _throughput(net, x, args.gpu_seconds)
+                    except Exception as err:  # report (e.g. out of memory) and go on
+                        row["errors"][variant] = f"{type(err).__name__}: {err}"[:300]
+                        torch.cuda.empty_cache()
+                        continue
+                    prob = torch.sigmoid(out)
+                    row["images_per_s"][variant] = speed
+                    row["mean_prob_diff"][variant] = float((prob - reference).abs().mean())
+                    row["mask_agreement"][variant] = float(((prob > 0.5) == (reference > 0.5)).float().mean())
+                    del net, out, prob
+                    torch.cuda.empty_cache()
+                ok = {v: s for v, s in row["images_per_s"].items()
+                      if row["mean_prob_diff"][v] <= 0.01 and row["mask_agreement"][v] >= 0.995}
+                row["fastest_matching"] = max(ok, key=ok.get) if ok else None
+                cells = [f"{row['images_per_s'][v]:,.0f}" if v in row["images_per_s"] else "failed"
+                         for v in args.variants]
+                print(f"| {name} | {dtype_name} | {batch} | " + " | ".join(cells) + f" | {row['fastest_matching']} |",
+                      flush=True)
+                rows.append(row)
+                del base, x, reference
+                torch.cuda.empty_cache()
+    return rows
+
+
+def cpu_latency(args: argparse.Namespace) -> list[dict[str, Any]]:
+    torch.set_num_threads(args.cpu_threads)
+    rows: list[dict[str, Any]] = []
+    cpu = platform.processor() or platform.machine()
+    print(f"\n## CPU single-image latency: {cpu}, {args.cpu_threads} threads, {args.image_size}², batch 1, "
+          f"{args.repeats} calls (ms)\n")
+    print("| network | eager fp32 median | eager fp32 p90 | channels-last fp32 median | channels-last fp32 p90 |")
+    print("|---|---|---|---|---|", flush=True)
+    x = torch.randn(1, 1, args.image_size, args.image_size).clamp(-1, 1)
+    for name in args.networks:
+        row: dict[str, Any] = {"network": name, "threads": args.cpu_threads}
+        for label, memory_format in (("eager", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            net = _network(name).to(memory_format=memory_format)
+            xin = x.contiguous(memory_format=memory_format)
+            times = []
+            with torch.inference_mode():
+                for i in range(args.repeats + 2):
+                    start = time.perf_counter()
+                    net(xin)
+                    if i >= 2:  # two warm-up calls
+                        times.append(1e3 * (time.perf_counter() - start))
+            row[label] = {"median_ms": statistics.median(times), "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))]}
+        print(f"| {name} | {row['eager']['median_ms']:.0f} | {row['eager']['p90_ms']:.0f} | "
+              f"{row['channels_last']['median_ms']:.0f} | {row['channels_last']['p90_ms']:.0f} |", flush=True)
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results: dict[str, Any] = {"machine": platform.node(), "torch": torch.__version__, "args": vars(args) | {
+        "out": str(args.out)}}
+    print(f"machine: {platform.node()}; torch {torch.__version__}; networks {', '.join(args.networks)}")
+    if not args.skip_gpu:
+        if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True
+            results["gpu"] = gpu_throughput(args)
+        else:
+            print("\n(no CUDA device: GPU throughput not measured)")
+    if not args.skip_cpu:
+        results["cpu"] = cpu_latency(args)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
