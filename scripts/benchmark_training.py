@@ -309,7 +309,7 @@ def run_bare(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     return result
 
 
-# ---- report -----------------------------------------------------------------------------------------------------------
+# ---- report ---------------------------------------------------------------------------------------------------------
 def _fmt(value: float | None, spec: str, missing: str = "not reached") -> str:
     return missing if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 

@@ -108,6 +108,10 @@ def run_predict(args: argparse.Namespace) -> int:
             predictor = load_predictor(args.model, **kwargs)
         else:
             predictor = load_predictor(args.model, bundle_dir=args.bundle, overrides=overrides, **kwargs)
+    except Exception as err:  # noqa: BLE001 - missing checkpoint, unknown registry model, mismatched overrides
+        logger.error("cannot load the model %s: %s: %s", args.model, type(err).__name__, err)
+        return 1
+    try:
         runner = BatchRunner(
             predictor,
             args.out,

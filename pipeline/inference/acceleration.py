@@ -82,7 +82,9 @@ class OptimizedNetwork(nn.Module):
         """The wrapped network's state dict."""
         return self.network.state_dict(*args, **kwargs)
 
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
+    def load_state_dict(  # type: ignore[override]
+        self, state_dict: Any, strict: bool = True, assign: bool = False
+    ) -> Any:
         """Load weights into the wrapped network (compiled graphs see them: parameters are shared)."""
         return self.network.load_state_dict(state_dict, strict=strict, assign=assign)
 

@@ -693,9 +693,9 @@ class BatchRunner:
         predictor = self.predictor
         rows, cols = rec["shape"]
         spacing = rec["spacing"]
-        # an XRayImage whose pixels are a zero-stride placeholder: _finish only needs the original shape
+        # an XRayImage whose pixels are a zero-stride placeholder: finish only needs the original shape
         placeholder = XRayImage(np.broadcast_to(np.float32(0), (rows, cols)), item.path, item.format or "", spacing)
-        prob, mask = predictor._finish(placeholder, prob_small)
+        prob, mask = predictor.finish(placeholder, prob_small)
         stem = uid_to_filename(item.sop_instance_uid)
         written: dict[str, Any] = {}
         if "seg" in self.outputs and rec.get("header") is not None:

@@ -201,7 +201,8 @@ class Predictor:
         logits = logits.float() / self.temperature
         return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=1)
 
-    def _finish(self, image: XRayImage, prob_small: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self, image: XRayImage, prob_small: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Model-resolution probabilities ``(C, S, S)`` → probabilities and mask at the original size of ``image``."""
         prob = restore_original_size(prob_small.cpu(), image.shape).numpy().astype(np.float32)
         if self.num_classes == 1:
             mask = (prob[0] > self.threshold).astype(np.uint8)
@@ -223,7 +224,7 @@ class Predictor:
         out = []
         for image, prob_small in zip(images, probs):
             t3 = time.perf_counter()
-            prob, mask = self._finish(image, prob_small)
+            prob, mask = self.finish(image, prob_small)
             seconds = {
                 "preprocess": (t1 - t0) / len(images),
                 "model": (t2 - t1) / len(images),

@@ -31,14 +31,15 @@ def sniff_format(path: str | Path) -> str | None:
         head = f.read(352)
     if not head:
         return None
+    # DICOM first: the 128-byte preamble may itself hold a TIFF header (dual-personality files)
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom"
     if _is_nifti_header(head):
         return "nifti"
     if head.startswith(b"\x1f\x8b"):

@@ -1,15 +1,15 @@
 """Batched random augmentation on the device: the training chain of :func:`~pipeline.transforms.augmentation`, run on
 a whole ``(B, C, H, W)`` batch at once (on the GPU when the batch lives there).
 
-The CPU chain (``RandFlipd`` → ``RandAffined`` → ``Rand2DElasticd`` → contrast, scale, shift, smoothing, noise) runs
-per image in ``DataLoader`` workers; here the same family with the same ranges is drawn per image but applied with a
-handful of batched kernels:
+The CPU chain (``RandFlipd`` → ``RandAffined`` → ``Rand2DElasticd`` → contrast, scale, shift, smoothing, noise)
+runs per image in ``DataLoader`` workers; here the same family with the same ranges is drawn per image but applied
+with a handful of batched kernels:
 
 * geometry: left-right flip, affine (rotation, per-axis scale, translation) and the elastic field are composed into one
   sampling grid per image, then one ``grid_sample`` moves images (bilinear) and labels (nearest) together, with border
   padding. The elastic field is built exactly as MONAI's ``Rand2DElastic`` builds it: Gaussian offsets of a uniform
   random magnitude (pixels) on a control grid of spacing ``image_size // 8`` (at least 4), upsampled bicubically and
-  centre-cropped. Composing the three maps resamples once instead of three times (slightly sharper images, the same
+  centre-cropped (here as two small matrix products, the same numbers). Composing the three maps resamples once instead of three times (slightly sharper images, the same
   displacements).
 * intensity (image only, per image with probability ``intensity_prob`` each): gamma contrast on the image's own range,
   scale ±15 %, shift ±0.1, Gaussian smoothing (probability halved, sigma 0.25-1 per axis, zero padding as
@@ -84,7 +84,7 @@ class BatchRandomState:
 
 
 def apply_to_chosen(
-    chosen: torch.Tensor, x: torch.Tensor, fn: Callable[[torch.Tensor, Any], torch.Tensor], source: torch.Tensor | None = None
+    chosen: torch.Tensor, x: torch.Tensor, fn: Callable[[torch.Tensor, Any], torch.Tensor]
 ) -> torch.Tensor:
     """``fn`` applied to the chosen images of a batch, ``x`` kept for the others.
 
@@ -94,18 +94,16 @@ def apply_to_chosen(
     Args:
         chosen: ``(B,)`` booleans.
         x: ``(B, ...)`` values kept where not chosen.
-        fn: ``fn(inputs, rows)`` returning the new values of ``inputs``; ``rows`` indexes per-image parameters
+        fn: ``fn(images, rows)`` returning new values for ``images``; ``rows`` indexes per-image parameters
             (``slice(None)`` for all, else the chosen indices).
-        source: what ``fn`` is applied to; defaults to ``x``.
     """
-    source = x if source is None else source
     if x.device.type == "cuda":
-        return torch.where(chosen.view((-1,) + (1,) * (x.ndim - 1)), fn(source, slice(None)), x)
+        return torch.where(chosen.view((-1,) + (1,) * (x.ndim - 1)), fn(x, slice(None)), x)
     rows = chosen.nonzero().flatten()
     if rows.numel() == 0:
         return x
     out = x.clone()
-    out[rows] = fn(source[rows], rows).to(x.dtype)
+    out[rows] = fn(x[rows], rows).to(x.dtype)
     return out
 
 
