@@ -53,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--network-kwargs", default="{}", help="JSON dict of constructor overrides for every network")
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--evaluate-only", nargs="*", default=[], metavar="NET=CHECKPOINT",
+                   help="skip training and score existing checkpoints, e.g. basic_unet=outputs/.../model.pt "
+                        "(for runs stopped early by a time budget)")
     return p.parse_args(argv)
 
 
@@ -132,10 +135,14 @@ def main(argv=None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     machine = f"{platform.node()} ({torch.cuda.get_device_name(0) if device == 'cuda' else f'CPU, {torch.get_num_threads()} threads'})"
     results = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "networks": {}}
-    for name in args.networks:
+    given = {k: Path(v) for k, v in (e.split("=", 1) for e in args.evaluate_only)}
+    for name in (list(given) if given else args.networks):
         n_epochs = epochs.get(name, args.max_epochs)
-        logger.info("training %s for %d epochs at %d px", name, n_epochs, args.image_size)
-        ckpt, best_val, seconds = train_one(name, n_epochs, args, args.out)
+        if name in given:
+            ckpt, best_val, seconds = given[name], float("nan"), float("nan")
+        else:
+            logger.info("training %s for %d epochs at %d px", name, n_epochs, args.image_size)
+            ckpt, best_val, seconds = train_one(name, n_epochs, args, args.out)
         predictor = Predictor.from_bundle(
             BUNDLE, checkpoint=ckpt, overrides={"network_name": name, "image_size": args.image_size,
                                                 "network_kwargs": json.loads(args.network_kwargs)}, device=device

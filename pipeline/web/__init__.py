@@ -1,0 +1,32 @@
+"""Review web application: upload a radiograph and see its lung segmentation, or review a batch run worst first.
+
+Start it with ``xray-seg serve --model PATH [--results DIR]`` (see ``docs/web.md``), or build the FastAPI app with
+:func:`create_app` and serve it with uvicorn.
+"""
+
+from pipeline.web.app import DEFAULT_MAX_UPLOAD_MB, create_app
+from pipeline.web.case import LOW_CONFIDENCE, QC_FLAG_TEXT, CaseView, Download, build_case_view
+from pipeline.web.errors import WebError
+from pipeline.web.review import FILE_KINDS, BatchResults, ReviewRow, filter_rows, review_order
+from pipeline.web.upload import ACCEPTED_FORMATS, UploadLimitMiddleware, UploadTooLarge, display_name, segment_upload
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "DEFAULT_MAX_UPLOAD_MB",
+    "FILE_KINDS",
+    "LOW_CONFIDENCE",
+    "QC_FLAG_TEXT",
+    "BatchResults",
+    "CaseView",
+    "Download",
+    "ReviewRow",
+    "UploadLimitMiddleware",
+    "UploadTooLarge",
+    "WebError",
+    "build_case_view",
+    "create_app",
+    "display_name",
+    "filter_rows",
+    "review_order",
+    "segment_upload",
+]

@@ -1,0 +1,212 @@
+"""What the detail page shows for one radiograph, whether it was just uploaded or comes from a batch folder.
+
+:class:`CaseView` is plain data for the ``case.html`` template and the JSON API: the pictures as ``data:`` URLs (or
+URLs of files in the batch folder), the numbers, the QC flags, the model and the downloads. :func:`build_case_view`
+makes one from an image, its mask and (when known) its probability map.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.io import XRayImage
+from pipeline.web.images import (
+    contour_layer,
+    data_url,
+    display_window,
+    mask_layer,
+    mask_png_bytes,
+    overlay_png_bytes,
+    png_bytes,
+    probability_rgb,
+)
+
+__all__ = ["LOW_CONFIDENCE", "QC_FLAG_TEXT", "CaseView", "Download", "build_case_view", "is_low_confidence"]
+
+#: Confidence (mean max-probability at network resolution) below which a case is marked for review. A trained lung
+#: model is uncertain only along the lung borders (about 3 % of the pixels), which keeps its confidence above 0.95.
+LOW_CONFIDENCE: float = 0.90
+
+#: What each QC flag of :func:`pipeline.metrics.qc.qc_flags` means, in the reader's words.
+QC_FLAG_TEXT: dict[str, str] = {
+    "high_entropy": "the model is unsure over large regions",
+    "empty_mask": "no lung was found",
+    "components": "the mask is not two lungs",
+    "area_fraction": "implausible lung area for the image",
+    "lr_imbalance": "left and right lungs very unequal",
+}
+
+
+def is_low_confidence(confidence: float | None) -> bool:
+    """True when a confidence is known and below :data:`LOW_CONFIDENCE`."""
+    return confidence is not None and math.isfinite(confidence) and confidence < LOW_CONFIDENCE
+
+
+@dataclass
+class Download:
+    """One download link.
+
+    Attributes:
+        key: stable identifier (``mask_png``, ``overlay_png``, ``seg``), used by the page's element ids.
+        label: link text.
+        filename: name the browser saves the file under (never derived from a client path).
+        href: a ``data:`` URL (uploads: nothing stays on the server) or a URL under ``/batch/files/``.
+        size: size in bytes when known.
+    """
+
+    key: str
+    label: str
+    filename: str
+    href: str
+    size: int | None = None
+
+
+@dataclass
+class CaseView:
+    """Everything the detail view shows for one case.
+
+    Attributes:
+        title: heading (an upload's sanitised file name, or the batch file name).
+        origin: ``"upload"`` or ``"batch"``.
+        status: ``ok``, ``skipped`` or ``error``.
+        reason: why a batch file was skipped or failed (empty for ``ok``).
+        format: content type (``dicom``, ``png``, ``jpeg``, ``tiff``).
+        rows: image rows.
+        cols: image columns.
+        spacing_mm: ``(row, col)`` pixel spacing, when the file states it.
+        window: how the radiograph is windowed for display.
+        image_url: the radiograph (display polarity and window).
+        mask_url: opaque RGBA mask layer (the page sets its opacity).
+        contour_url: RGBA outline layer.
+        probability_url: coloured probability map, when known.
+        overlay_url: composited overlay (radiograph + translucent mask), for a thumbnail.
+        lung_area_px: foreground pixels at the original size.
+        lung_area_cm2: foreground area in cm² (when the spacing is known).
+        confidence: mean max-probability at the network's resolution.
+        low_confidence: ``confidence`` is below :data:`LOW_CONFIDENCE`.
+        flags: raised QC flags (:data:`pipeline.metrics.qc.QC_FLAGS`).
+        scores: QC scores shown beside the flags (entropy, uncertainty, components, area fraction).
+        model_name: model name.
+        model_version: model version.
+        sop_instance_uid: the DICOM SOP Instance UID (or the batch's stand-in UID for PNG/JPEG).
+        downloads: mask PNG, overlay PNG and (DICOM input, binary model) DICOM SEG.
+        notes: remarks (e.g. the batch selection rules would skip this file, SEG not possible).
+        seconds: timings.
+        index: manifest row index (batch cases).
+        prev_index: previous case in review order (batch cases).
+        next_index: next case in review order (batch cases).
+    """
+
+    title: str
+    origin: str = "upload"
+    status: str = "ok"
+    reason: str = ""
+    format: str = ""
+    rows: int | None = None
+    cols: int | None = None
+    spacing_mm: tuple[float, float] | None = None
+    window: str = ""
+    image_url: str = ""
+    mask_url: str = ""
+    contour_url: str = ""
+    probability_url: str = ""
+    overlay_url: str = ""
+    lung_area_px: int | None = None
+    lung_area_cm2: float | None = None
+    confidence: float | None = None
+    low_confidence: bool = False
+    flags: list[str] = field(default_factory=list)
+    scores: dict[str, float | int | None] = field(default_factory=dict)
+    model_name: str = ""
+    model_version: str = ""
+    sop_instance_uid: str = ""
+    downloads: list[Download] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    index: int | None = None
+    prev_index: int | None = None
+    next_index: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (NaN and infinities become ``None``)."""
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [clean(v) for v in value]
+            return value
+
+        return clean(asdict(self))
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def build_case_view(
+    title: str,
+    image: XRayImage,
+    mask: np.ndarray | None,
+    prob: np.ndarray | None = None,
+    binary: bool = True,
+    quality: dict[str, Any] | None = None,
+    **fields: Any,
+) -> CaseView:
+    """Render the pictures and numbers of one case.
+
+    Args:
+        title: heading of the page.
+        image: the radiograph (display polarity).
+        mask: label map at the image's size (0 = background), or ``None`` when unknown.
+        prob: foreground probability at the image's size, or ``None``.
+        binary: the mask is a 0/1 lung mask (PNG download as 0/255) rather than a class map.
+        quality: confidence and QC as the batch computes them (``confidence``, ``qc_flags``, ``mean_entropy``,
+            ``uncertainty``, ``n_components``, ``area_fraction``).
+        fields: other :class:`CaseView` attributes (``model_name``, ``downloads``, ``notes``, ...).
+
+    Returns:
+        The view; mask and overlay downloads are added as ``data:`` URLs.
+    """
+    display, window = display_window(image)
+    shape = (int(display.shape[0]), int(display.shape[1]))
+    view = CaseView(title=title, format=image.format, rows=image.shape[0], cols=image.shape[1],
+                    spacing_mm=image.spacing, window=window, **fields)
+    view.image_url = data_url(png_bytes(display))
+    if prob is not None:
+        view.probability_url = data_url(png_bytes(probability_rgb(prob, shape)))
+    if mask is not None:
+        view.mask_url = data_url(png_bytes(mask_layer(mask, shape)))
+        view.contour_url = data_url(png_bytes(contour_layer(mask, shape)))
+        overlay = overlay_png_bytes(display, mask)
+        view.overlay_url = data_url(overlay)
+        area = int(np.count_nonzero(mask))
+        view.lung_area_px = area
+        if image.spacing:
+            view.lung_area_cm2 = area * image.spacing[0] * image.spacing[1] / 100.0
+        mask_png = mask_png_bytes(mask, binary=binary)
+        view.downloads[:0] = [
+            Download("mask_png", "Mask (PNG, original size)", "lung_mask.png", data_url(mask_png), len(mask_png)),
+            Download("overlay_png", "Overlay (PNG)", "lung_overlay.png", view.overlay_url, len(overlay)),
+        ]
+    if quality:
+        view.confidence = _finite(quality.get("confidence"))
+        view.low_confidence = is_low_confidence(view.confidence)
+        view.flags = list(quality.get("qc_flags") or [])
+        view.scores = {
+            "mean entropy": _finite(quality.get("mean_entropy")),
+            "uncertainty": _finite(quality.get("uncertainty")),
+            "components": _finite(quality.get("n_components")),
+            "area fraction": _finite(quality.get("area_fraction")),
+        }
+    return view

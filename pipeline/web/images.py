@@ -1,0 +1,187 @@
+"""Pictures for the review page: windowed radiographs, mask layers and probability maps as in-memory PNGs.
+
+Everything here works on arrays and returns bytes or ``data:`` URLs, never files: the page receives its images
+inline, so an upload leaves nothing behind on the server's disk.
+
+The radiograph is shown as a radiologist expects it: in display polarity (bright = dense; the readers of
+:mod:`pipeline.io` already invert MONOCHROME1), 8-bit PNG/JPEG files exactly as stored (they were windowed when they
+were exported), and every other image (12/16-bit DICOM, 16-bit PNG, TIFF) through the robust 0.5th-99.5th percentile
+window of :func:`pipeline.inference.overlay.display_image`, the one the batch overlays use.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+from pipeline.inference.overlay import DEFAULT_COLOR, display_image, overlay_rgb
+from pipeline.io import XRayImage
+
+__all__ = [
+    "CLASS_COLORS",
+    "DISPLAY_MAX_SIDE",
+    "contour_layer",
+    "data_url",
+    "display_window",
+    "fit_mask",
+    "mask_layer",
+    "mask_png_bytes",
+    "overlay_png_bytes",
+    "png_bytes",
+    "probability_rgb",
+]
+
+#: Longest side of the images sent to the browser (the downloads of the mask keep the original size).
+DISPLAY_MAX_SIDE: int = 1024
+
+#: Fill colours of label values 1, 2, ... (label 1 is the lung colour of the batch overlays).
+CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
+    DEFAULT_COLOR,
+    (40, 170, 255),
+    (120, 220, 60),
+    (250, 210, 40),
+    (200, 90, 230),
+)
+
+# anchor colours of the probability colour map (dark blue -> purple -> orange -> light yellow, perceptually ordered)
+_PROB_ANCHORS = np.array(
+    [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21], [250, 193, 39],
+     [252, 255, 164]],
+    dtype=np.float32,
+)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """Encode a ``uint8`` ``(h, w)``, ``(h, w, 3)`` or ``(h, w, 4)`` array as PNG bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    """A ``data:`` URL (base64) holding ``data``."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _shrink(display: np.ndarray, max_side: int | None) -> np.ndarray:
+    from PIL import Image
+
+    if max_side is None or max(display.shape) <= max_side:
+        return display
+    factor = max_side / max(display.shape)
+    size = (max(1, round(display.shape[1] * factor)), max(1, round(display.shape[0] * factor)))
+    return np.asarray(Image.fromarray(display).resize(size, Image.Resampling.BOX))
+
+
+def display_window(image: XRayImage, max_side: int | None = DISPLAY_MAX_SIDE) -> tuple[np.ndarray, str]:
+    """The radiograph as shown on the page, and a description of the window used.
+
+    Args:
+        image: the image as read by :func:`pipeline.io.read_image` (display polarity).
+        max_side: longest side of the result (box-filtered); ``None`` keeps the original size.
+
+    Returns:
+        ``uint8`` ``(h, w)`` image and a short text such as ``"8-bit values as stored"``.
+    """
+    pixels = np.asarray(image.pixels)
+    stored_8bit = (
+        image.format in ("png", "jpeg")
+        and image.value_range == (0.0, 255.0)
+        and float(pixels.min(initial=0.0)) >= 0.0
+        and float(pixels.max(initial=0.0)) <= 255.0
+    )
+    if stored_8bit:
+        return _shrink(np.rint(pixels).astype(np.uint8), max_side), "8-bit values as stored"
+    text = "0.5-99.5th percentile window"
+    if image.format == "dicom":
+        bits = int(image.meta.get("BitsStored", 0) or 0)
+        photometric = str(image.meta.get("PhotometricInterpretation", "") or "")
+        source = " ".join(part for part in (f"{bits}-bit" if bits else "", photometric) if part)
+        if source:
+            text += f" of {source}"
+        if photometric == "MONOCHROME1":
+            text += ", inverted to bright = dense"
+    return display_image(pixels, max_side), text
+
+
+def fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A label map resized to ``shape`` (nearest neighbour, so class values stay exact)."""
+    from PIL import Image
+
+    labels = np.asarray(mask).astype(np.uint8)
+    if labels.shape == tuple(shape):
+        return labels
+    resized = Image.fromarray(labels).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+    return np.asarray(resized)
+
+
+def _colour_of(label: int) -> tuple[int, int, int]:
+    return CLASS_COLORS[(int(label) - 1) % len(CLASS_COLORS)]
+
+
+def mask_layer(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An RGBA layer painting each label (value > 0) in its colour, opaque; transparent elsewhere.
+
+    The page stacks it over the radiograph and sets its CSS opacity from the slider.
+    """
+    labels = fit_mask(mask, shape)
+    rgba = np.zeros((*labels.shape, 4), dtype=np.uint8)
+    for label in np.unique(labels):
+        if label == 0:
+            continue
+        rgba[labels == label] = (*_colour_of(label), 255)
+    return rgba
+
+
+def contour_layer(mask: np.ndarray, shape: tuple[int, int], width: int = 1) -> np.ndarray:
+    """An RGBA layer with the outline (``width`` pixels, inside the region) of each label."""
+    from scipy import ndimage
+
+    labels = fit_mask(mask, shape)
+    rgba = np.zeros((*labels.shape, 4), dtype=np.uint8)
+    for label in np.unique(labels):
+        if label == 0:
+            continue
+        region = labels == label
+        edge = region & ~ndimage.binary_erosion(region, iterations=max(1, int(width)), border_value=0)
+        rgba[edge] = (*_colour_of(label), 255)
+    return rgba
+
+
+def probability_rgb(prob: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Colour a ``(rows, cols)`` probability map in [0, 1] (dark = 0, light yellow = 1).
+
+    Args:
+        prob: foreground probability.
+        shape: output size (bilinear resize), e.g. the display image's; ``None`` keeps the size.
+
+    Returns:
+        ``uint8`` ``(h, w, 3)`` RGB image.
+    """
+    from PIL import Image
+
+    p = np.clip(np.nan_to_num(np.asarray(prob, dtype=np.float32)), 0.0, 1.0)
+    if shape is not None and p.shape != tuple(shape):
+        p = np.asarray(Image.fromarray(p, mode="F").resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+        p = np.clip(p, 0.0, 1.0)
+    position = p * (len(_PROB_ANCHORS) - 1)
+    lower = np.floor(position).astype(np.int64).clip(0, len(_PROB_ANCHORS) - 2)
+    frac = (position - lower)[..., None]
+    rgb = (1.0 - frac) * _PROB_ANCHORS[lower] + frac * _PROB_ANCHORS[lower + 1]
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def mask_png_bytes(mask: np.ndarray, binary: bool = True) -> bytes:
+    """The mask at its own size as PNG, as the batch writes it: binary 0/255, class maps as label values."""
+    data = (np.asarray(mask) > 0).astype(np.uint8) * 255 if binary else np.asarray(mask).astype(np.uint8)
+    return png_bytes(data)
+
+
+def overlay_png_bytes(display: np.ndarray, mask: np.ndarray, alpha: float = 0.3) -> bytes:
+    """The review overlay (radiograph, translucent mask, outline) as the batch draws it, as PNG bytes."""
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    return png_bytes(overlay_rgb(display, binary, alpha=alpha))
