@@ -92,7 +92,7 @@ def main(argv=None) -> int:
             "variants": {v: r.summary for v, r in report.variants.items()},
             "threshold_sweep": sweep.to_rows(),
         }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
     print(f"\nT = {temperature:.3f} (JSRT validation ECE {val_stats['ece_before']:.4f} -> {val_stats['ece_after']:.4f})\n")
     print("| set | variant | Dice (mean) | Dice (worst) | HD95 px (mean) | HD95 px (worst) | F1 | AUC | ECE (pooled) | flagged | Spearman(uncertainty, Dice) |")

@@ -9,8 +9,9 @@ fp32 on the same batch (mean probability difference, mask agreement); the last c
 ``optimize_for_inference`` would pick (fastest that matches). Networks are randomly initialised (speed does not
 depend on the weights). Rows are printed as they are measured, most wanted first (bf16, batch 256).
 
-CPU part: single-image latency (batch 1) with ``--cpu-threads`` (2) threads, eager fp32 and channels-last fp32,
-median and 90th percentile over ``--repeats`` calls.
+CPU part: single-image latency (batch 1) with ``--cpu-threads`` (2) threads, eager fp32, channels-last fp32 and bf16
+autocast (with its mask agreement with fp32): median and minimum over ``--repeats`` calls, the variants interleaved
+so that load from other processes hits them alike.
 
 Examples::
 
@@ -134,29 +135,41 @@ def gpu_throughput(args: argparse.Namespace, device: torch.device | None = None)
 
 
 def cpu_latency(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from pipeline.inference.acceleration import InferenceOptions, OptimizedNetwork, cpu_has_native_bf16
+
     torch.set_num_threads(args.cpu_threads)
     rows: list[dict[str, Any]] = []
     cpu = platform.processor() or platform.machine()
-    print(f"\n## CPU single-image latency: {cpu}, {args.cpu_threads} threads, {args.image_size}², batch 1, "
-          f"{args.repeats} calls (ms)\n")
-    print("| network | eager fp32 median | eager fp32 p90 | channels-last fp32 median | channels-last fp32 p90 |")
-    print("|---|---|---|---|---|", flush=True)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        lines = cpuinfo.read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    print(f"\n## CPU single-image latency: {cpu} (native bf16: {cpu_has_native_bf16()}), {args.cpu_threads} threads, "
+          f"{args.image_size}², batch 1, {args.repeats} calls (ms)\n")
+    print("| network | eager fp32 median | min | channels-last fp32 median | min | bf16 autocast median | min | "
+          "bf16 mask agreement |")
+    print("|---|---|---|---|---|---|---|---|", flush=True)
     x = torch.randn(1, 1, args.image_size, args.image_size).clamp(-1, 1)
+    variants = {"eager": InferenceOptions(), "channels_last": InferenceOptions(channels_last=True),
+                "bf16": InferenceOptions(torch.bfloat16)}
     for name in args.networks:
         row: dict[str, Any] = {"network": name, "threads": args.cpu_threads}
-        for label, memory_format in (("eager", torch.contiguous_format), ("channels_last", torch.channels_last)):
-            net = _network(name).to(memory_format=memory_format)
-            xin = x.contiguous(memory_format=memory_format)
-            times = []
-            with torch.inference_mode():
-                for i in range(args.repeats + 2):
+        nets = {k: OptimizedNetwork(_network(name), o).eval() for k, o in variants.items()}
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        outputs = {}
+        with torch.inference_mode():
+            for i in range(args.repeats + 2):  # interleaved, so load from other jobs hits every variant alike
+                for key, net in nets.items():
                     start = time.perf_counter()
-                    net(xin)
-                    if i >= 2:  # two warm-up calls
-                        times.append(1e3 * (time.perf_counter() - start))
-            row[label] = {"median_ms": statistics.median(times), "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))]}
-        print(f"| {name} | {row['eager']['median_ms']:.0f} | {row['eager']['p90_ms']:.0f} | "
-              f"{row['channels_last']['median_ms']:.0f} | {row['channels_last']['p90_ms']:.0f} |", flush=True)
+                    outputs[key] = net(x)
+                    if i >= 2:  # two warm-up rounds
+                        times[key].append(1e3 * (time.perf_counter() - start))
+        for key, values in times.items():
+            row[key] = {"median_ms": statistics.median(values), "min_ms": min(values)}
+        row["bf16"]["mask_agreement"] = float(((outputs["bf16"] > 0) == (outputs["eager"] > 0)).float().mean())
+        print(f"| {name} | " + " | ".join(f"{row[k]['median_ms']:.0f} | {row[k]['min_ms']:.0f}" for k in variants)
+              + f" | {row['bf16']['mask_agreement']:.4f} |", flush=True)
         rows.append(row)
     return rows
 

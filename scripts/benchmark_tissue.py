@@ -105,8 +105,15 @@ def main(argv=None) -> int:
         sweep = threshold_sweep(((c.prob, c.label) for c in cases), thresholds=[0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
                                 classes=[1], class_names=CLASS_NAMES)
         s = report.summary
-        results["networks"][name] = {"train_seconds": seconds, "summary": s, "soft_tissue_sweep": sweep.to_rows()}
-        (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+        counts = np.bincount(np.concatenate([c.label.ravel() for c in cases]), minlength=len(CLASS_NAMES))
+        weights = counts / counts.sum()  # the paper weights classes by their pixel frequency
+        weighted = {
+            "auc": float(sum(w * s["roc"]["auc"][c] for w, c in zip(weights, CLASS_NAMES))),
+            "confidence": float(sum(w * s["calibration"]["confidence"][c] for w, c in zip(weights, CLASS_NAMES))),
+        }
+        results["networks"][name] = {"train_seconds": seconds, "summary": s, "weighted": weighted,
+                                     "class_weights": weights.tolist(), "soft_tissue_sweep": sweep.to_rows()}
+        (args.out / "results.json").write_text(json.dumps(results, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
     print(f"\nmachine: {machine}; {args.train_images} training images, {args.test_images} held-out test images, "
           f"{args.image_size} px\n")
@@ -114,14 +121,14 @@ def main(argv=None) -> int:
         s = r["summary"]
         pooled, cal, auc = s["pooled"], s["calibration"], s["roc"]["auc"]
         print(f"### {name} ({r['train_seconds'] / 60:.1f} min training)\n")
-        print("| class | accuracy | F1 | AUC | confidence |")
-        print("|---|---|---|---|---|")
+        print("| class | accuracy | F1 | AUC | confidence | precision (accuracy of assigned pixels) |")
+        print("|---|---|---|---|---|---|")
         for c in CLASS_NAMES:
-            print(f"| {c} | {pooled['accuracy'][c]:.3f} | {pooled['f1'][c]:.3f} | {auc.get(c, float('nan')):.3f} | "
-                  f"{cal['confidence'][c]:.3f} |")
+            print(f"| {c} | {pooled['accuracy'][c]:.3f} | {pooled['f1'][c]:.3f} | {auc[c]:.3f} | "
+                  f"{cal['confidence'][c]:.3f} | {cal['accuracy_of_assigned'][c]:.3f} |")
         w = pooled["weighted"]
-        print(f"| weighted | {w['accuracy']:.3f} | {w['f1']:.3f} | {auc.get('weighted', float('nan')):.3f} | "
-              f"{cal.get('confidence_weighted', float('nan')) if isinstance(cal.get('confidence_weighted'), float) else float('nan'):.3f} |\n")
+        print(f"| weighted | {w['accuracy']:.3f} | {w['f1']:.3f} | {r['weighted']['auc']:.3f} | "
+              f"{r['weighted']['confidence']:.3f} | {w['precision']:.3f} |\n")
         print("soft-tissue threshold sweep:", json.dumps(r["soft_tissue_sweep"], default=float))
     return 0
 

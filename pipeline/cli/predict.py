@@ -8,7 +8,6 @@ across the N processes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import warnings
@@ -65,18 +64,10 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _checkpoint_version(path: Path) -> str:
-    """``sha256:<12 hex>`` of a checkpoint file: a stable model version when no registry version is given."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()[:12]}"
-
-
 def run_predict(args: argparse.Namespace) -> int:
     """Run the batch described by parsed arguments; returns the exit code."""
     from pipeline.inference import BatchRunner, is_model_uri, load_predictor
+    from pipeline.inference.loading import checkpoint_version
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("highdicom").setLevel(logging.WARNING)  # one INFO line per copied module and image
@@ -102,7 +93,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.model_version:
         kwargs["model_version"] = args.model_version
     elif not is_model_uri(str(args.model)) and Path(args.model).is_file():
-        kwargs["model_version"] = _checkpoint_version(Path(args.model))
+        kwargs["model_version"] = checkpoint_version(Path(args.model))
     try:
         if is_model_uri(str(args.model)):
             predictor = load_predictor(args.model, **kwargs)

@@ -35,7 +35,8 @@ examples:
   xray-seg serve --model models/model.pt
   xray-seg serve --model models:/chest-xray-lung-seg@champion --results results --port 8080
   xray-seg serve --results results                      # batch review only, no uploads
-  xray-seg serve --model model.pt --override image_size=64 --override "network_kwargs={'features': [4, 4, 8, 16, 32, 4]}"
+  xray-seg serve --model model.pt --override image_size=64 \\
+      --override "network_kwargs={'features': [4, 4, 8, 16, 32, 4]}"
 """
 
 
@@ -55,7 +56,8 @@ def build_app(args: argparse.Namespace) -> Any:
         ValueError: neither ``--model`` nor ``--results``, or a malformed ``--override``.
         FileNotFoundError: the checkpoint or the results folder does not exist.
     """
-    from pipeline.cli.predict import _checkpoint_version, parse_overrides
+    from pipeline.cli.predict import parse_overrides
+    from pipeline.inference.loading import checkpoint_version
     from pipeline.inference import is_model_uri, load_predictor
     from pipeline.web import create_app
 
@@ -75,16 +77,21 @@ def build_app(args: argparse.Namespace) -> Any:
         else:
             if not Path(args.model).is_file():
                 raise FileNotFoundError(f"{args.model}: checkpoint not found.")
-            kwargs.setdefault("model_version", _checkpoint_version(Path(args.model)))
+            kwargs.setdefault("model_version", checkpoint_version(Path(args.model)))
             predictor = load_predictor(args.model, bundle_dir=args.bundle, overrides=parse_overrides(args.override),
                                        **kwargs)
-    return create_app(predictor, results_dir=args.results, max_upload_mb=args.max_upload_mb)
+    limits = {} if args.max_upload_mb is None else {"max_upload_mb": args.max_upload_mb}
+    return create_app(predictor, results_dir=args.results, **limits)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Build the application and serve it until interrupted; returns the exit code."""
-    import uvicorn
-
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as err:
+        logger.error("the web page needs %s: pip install 'xray-seg-pipeline[web]' (or -r requirements.txt)", err.name)
+        return 1
     try:
         app = build_app(args)
     except (ValueError, FileNotFoundError) as err:
@@ -104,8 +111,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``serve`` on the ``xray-seg`` sub-command parser."""
-    from pipeline.web.app import DEFAULT_MAX_UPLOAD_MB
-
     parser = subparsers.add_parser(
         "serve",
         help="review web page: upload an X-ray and see its segmentation, or browse a batch folder worst first",
@@ -126,8 +131,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 exposes the pages)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
-                        help=f"largest accepted upload (default {DEFAULT_MAX_UPLOAD_MB:g} MB; larger ones get 413)")
+    parser.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
+                        help="largest accepted upload in MB; larger ones get 413 (default: "
+                             "pipeline.web.DEFAULT_MAX_UPLOAD_MB, 64)")
     parser.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: CUDA when available)")
     parser.add_argument("--voi", action="store_true",
                         help="apply the DICOM VOI LUT / window before scaling (off by default, as in training)")

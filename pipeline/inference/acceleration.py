@@ -3,7 +3,8 @@
 On CUDA the candidates are combinations of bf16 (fp16 where bf16 is unsupported) autocast, channels-last memory
 layout and ``torch.compile``. Each is timed on an example batch and checked against the eager fp32 output: the
 fastest one whose probabilities stay within a low-precision tolerance of eager wins. On CPU the eager fp32 network is
-returned as it is (compilation takes longer than a typical CPU job saves, and CPU bf16 is slower on most laptops).
+returned as it is (compilation takes longer than a typical CPU job saves, and bf16 is slow on CPUs without native
+bf16); ``cpu_bf16=True`` also tries bf16 autocast on CPUs that have it (AVX512-BF16 / AMX).
 
 Measured on one H100 at 256², batch 256 (``docs/performance.md``): ``torch.compile`` + channels-last + bf16 roughly
 doubles BasicUNet over eager bf16; channels-last alone is slower; XNet gains from compile only.
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = ["InferenceOptions", "OptimizedNetwork", "candidate_options", "optimize_for_inference"]
+__all__ = ["InferenceOptions", "OptimizedNetwork", "candidate_options", "cpu_has_native_bf16", "optimize_for_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,17 +90,26 @@ class OptimizedNetwork(nn.Module):
         return self.network.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast can pay off."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def candidate_options(
-    device: torch.device, allow_compile: bool = True, low_precision: bool = True
+    device: torch.device, allow_compile: bool = True, low_precision: bool = True, cpu_bf16: bool = False
 ) -> list[InferenceOptions]:
     """The options worth trying on ``device``.
 
     Args:
-        device: where the network runs. On CPU only eager fp32 is offered.
-        allow_compile: include ``torch.compile`` (with and without channels-last).
+        device: where the network runs. On CPU eager fp32 (plus bf16 with ``cpu_bf16`` on a CPU with native bf16).
+        allow_compile: include ``torch.compile`` (with and without channels-last) on CUDA.
         low_precision: use bf16 autocast (fp16 where the GPU lacks bf16); False keeps fp32 throughout.
+        cpu_bf16: on CPU, also offer bf16 autocast when the CPU has native bf16 (opt-in).
     """
     if device.type != "cuda":
+        if cpu_bf16 and low_precision and cpu_has_native_bf16():
+            return [InferenceOptions(), InferenceOptions(torch.bfloat16)]
         return [InferenceOptions()]
     low = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if low_precision else None
     out = [InferenceOptions(), InferenceOptions(low), InferenceOptions(low, channels_last=True)]
@@ -132,6 +142,7 @@ def optimize_for_inference(
     candidates: Sequence[InferenceOptions] | None = None,
     allow_compile: bool = True,
     low_precision: bool = True,
+    cpu_bf16: bool = False,
     tolerance: float = 0.01,
     min_mask_agreement: float = 0.995,
     warmup: int = 3,
@@ -154,6 +165,8 @@ def optimize_for_inference(
             reference and the fallback.
         allow_compile: include ``torch.compile`` candidates (CUDA only by default).
         low_precision: allow bf16 / fp16 autocast candidates (pass the caller's AMP setting).
+        cpu_bf16: on CPU, also try bf16 autocast where the CPU has native bf16 (opt-in; pass a batch-1
+            ``example_shape`` and few ``repeats`` to keep start-up short).
         tolerance: largest allowed mean absolute difference of probabilities from eager fp32. Defaults to 0.01.
         min_mask_agreement: smallest allowed share of mask pixels equal to eager fp32's. Defaults to 0.995.
         warmup: untimed calls per candidate.
@@ -173,7 +186,8 @@ def optimize_for_inference(
     """
     device = torch.device(device)
     base = network.to(device).eval()
-    options = list(candidates) if candidates is not None else candidate_options(device, allow_compile, low_precision)
+    options = (list(candidates) if candidates is not None
+               else candidate_options(device, allow_compile, low_precision, cpu_bf16))
     reference_options = InferenceOptions()
     options = [reference_options] + [o for o in dict.fromkeys(options) if o != reference_options]
     if len(options) == 1:  # nothing to choose from (CPU): no timing runs

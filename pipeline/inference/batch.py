@@ -66,8 +66,10 @@ from pipeline.dicom.selection import FileSelection, SelectionRules, select_file
 from pipeline.inference.overlay import display_image, write_overlay_png
 from pipeline.inference.predictor import Predictor
 from pipeline.io import XRayImage, read_image, write_mask_nifti, write_mask_png
+from pipeline.metrics.qc import prediction_quality
 
 __all__ = ["OUTPUT_KINDS", "BatchRunner", "BatchSummary", "FastPreprocess"]
+
 
 logger = logging.getLogger(__name__)
 
@@ -722,31 +724,5 @@ class BatchRunner:
             lung_area_px=area_px,
             lung_area_cm2=area_px * spacing[0] * spacing[1] / 100.0 if spacing else None,
         )
-        out.update(_quality(prob_small, predictor.threshold))
+        out.update(prediction_quality(prob_small, predictor.threshold))
         return out
-
-
-def _quality(prob_small: torch.Tensor, threshold: float) -> dict[str, Any]:
-    """Confidence and QC at the network's resolution (where :mod:`pipeline.metrics.qc`'s limits were calibrated).
-
-    Confidence is the mean max-probability (binary: ``max(p, 1 - p)``); the flags and scores come from
-    ``pipeline.metrics.qc_flags`` on the low-resolution probabilities and their thresholded mask.
-    """
-    from pipeline.metrics.qc import qc_flags
-
-    p = prob_small.numpy().astype(np.float32)
-    if p.shape[0] == 1:
-        mask_small = (p[0] > threshold).astype(np.uint8)
-        confidence = float(np.maximum(p[0], 1.0 - p[0]).mean())
-    else:
-        mask_small = p.argmax(0).astype(np.uint8)
-        confidence = float(p.max(0).mean())
-    qc = qc_flags(p, mask_small)
-    return {
-        "confidence": confidence,
-        "qc_flags": list(qc["flags"]),
-        "mean_entropy": qc["mean_entropy"],
-        "uncertainty": qc["uncertainty_score"],
-        "n_components": qc["n_components"],
-        "area_fraction": qc["area_fraction"],
-    }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from pipeline.inference.predictor import Predictor
 
-__all__ = ["DEFAULT_BUNDLE", "load_predictor", "is_model_uri"]
+__all__ = ["DEFAULT_BUNDLE", "checkpoint_version", "load_predictor", "is_model_uri"]
 
 #: The lung bundle, relative to the repository root (the default source of the network definition).
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "chest_xray_lung_segmentation"
@@ -42,3 +43,12 @@ def load_predictor(
 
         return load_predictor_from_uri(str(model), **kwargs)
     return Predictor.from_bundle(bundle_dir or DEFAULT_BUNDLE, checkpoint=model, overrides=overrides, **kwargs)
+
+
+def checkpoint_version(path: str | Path) -> str:
+    """``sha256:<12 hex>`` of a checkpoint file: a stable model version when no registry version is given."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()[:12]}"

@@ -40,6 +40,7 @@ from scipy.stats import spearmanr
 from pipeline.metrics.utils import as_numpy, class_probabilities
 
 __all__ = [
+    "prediction_quality",
     "AREA_FRACTION_RANGE",
     "ENTROPY_MAX",
     "EXPECTED_COMPONENTS",
@@ -190,3 +191,27 @@ def uncertainty_dice_correlation(uncertainty: Sequence[float], dice: Sequence[fl
         return {"spearman_rho": float("nan"), "p_value": float("nan"), "n": n}
     res = spearmanr(u[ok], d[ok])
     return {"spearman_rho": float(res.statistic), "p_value": float(res.pvalue), "n": n}
+
+
+def prediction_quality(prob_small: torch.Tensor | np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """Confidence and QC of one prediction, as the batch manifest and the web page report them, at the network's resolution (where :mod:`pipeline.metrics.qc`'s limits were calibrated).
+
+    Confidence is the mean max-probability (binary: ``max(p, 1 - p)``); the flags and scores come from
+    ``pipeline.metrics.qc_flags`` on the low-resolution probabilities and their thresholded mask.
+    """
+    p = np.asarray(prob_small, dtype=np.float32)
+    if p.shape[0] == 1:
+        mask_small = (p[0] > threshold).astype(np.uint8)
+        confidence = float(np.maximum(p[0], 1.0 - p[0]).mean())
+    else:
+        mask_small = p.argmax(0).astype(np.uint8)
+        confidence = float(p.max(0).mean())
+    qc = qc_flags(p, mask_small)
+    return {
+        "confidence": confidence,
+        "qc_flags": list(qc["flags"]),
+        "mean_entropy": qc["mean_entropy"],
+        "uncertainty": qc["uncertainty_score"],
+        "n_components": qc["n_components"],
+        "area_fraction": qc["area_fraction"],
+    }

@@ -30,6 +30,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -86,6 +87,15 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{number:.{digits}g}" if abs(number) < 1 else f"{number:,.{max(0, digits - 2)}f}"
 
 
+def _fixed(value: Any, decimals: int = 3) -> str:
+    """Jinja filter: a number with a fixed number of decimals, ``"–"`` when unknown."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{number:.{decimals}f}" if math.isfinite(number) else "–"
+
+
 def _size(value: Any) -> str:
     """Jinja filter: a byte count as ``"12 kB"``."""
     if value is None:
@@ -130,6 +140,7 @@ def create_app(
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     templates.env.filters["fmt"] = _fmt
     templates.env.filters["size"] = _size
+    templates.env.filters["fixed"] = _fixed
     app.state.templates = templates
     app.state.predictor = predictor
     app.state.results = results
@@ -181,9 +192,9 @@ def create_app(
             name = display_name(upload.filename)
             with upload_folder(upload_tmp_dir) as folder:  # removed when this block ends, whatever happens
                 target = folder / UPLOAD_NAME
-                with open(target, "wb") as out:
+                async with await anyio.open_file(target, "wb") as out:
                     while chunk := await upload.read(1 << 20):
-                        out.write(chunk)
+                        await out.write(chunk)
                 return await run_in_threadpool(segment_upload, predictor, target, name)
 
     # ---- pages --------------------------------------------------------------------------------------------------
@@ -217,10 +228,9 @@ def create_app(
     @app.get("/batch/files/{index}/{kind}", include_in_schema=False)
     async def batch_file(index: int, kind: str) -> Response:
         path = require_results().file_path(index, kind)
-        media_type = FILE_KINDS[kind][1]
-        filename = f"{kind}_{index}{'.dcm' if kind == 'seg' else '.png'}"
-        return FileResponse(path, media_type=media_type, filename=filename if kind == "seg" else None,
-                            content_disposition_type="attachment" if kind == "seg" else "inline")
+        if kind == "seg":
+            return FileResponse(path, media_type=FILE_KINDS[kind][1], filename=path.name)
+        return FileResponse(path, media_type=FILE_KINDS[kind][1])
 
     # ---- JSON ---------------------------------------------------------------------------------------------------
     @app.post("/api/predict")

@@ -4,9 +4,9 @@ Everything here works on arrays and returns bytes or ``data:`` URLs, never files
 inline, so an upload leaves nothing behind on the server's disk.
 
 The radiograph is shown as a radiologist expects it: in display polarity (bright = dense; the readers of
-:mod:`pipeline.io` already invert MONOCHROME1), 8-bit PNG/JPEG files exactly as stored (they were windowed when they
-were exported), and every other image (12/16-bit DICOM, 16-bit PNG, TIFF) through the robust 0.5th-99.5th percentile
-window of :func:`pipeline.inference.overlay.display_image`, the one the batch overlays use.
+:mod:`pipeline.io` already invert MONOCHROME1), 8-bit PNG/JPEG/TIFF files exactly as stored (they were windowed
+when they were exported), and every other image (12/16-bit DICOM, 16-bit PNG or TIFF) through the robust
+0.5th-99.5th percentile window of :func:`pipeline.inference.overlay.display_image`, the one the batch overlays use.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def display_window(image: XRayImage, max_side: int | None = DISPLAY_MAX_SIDE) ->
     """
     pixels = np.asarray(image.pixels)
     stored_8bit = (
-        image.format in ("png", "jpeg")
+        image.format in ("png", "jpeg", "tiff")
         and image.value_range == (0.0, 255.0)
         and float(pixels.min(initial=0.0)) >= 0.0
         and float(pixels.max(initial=0.0)) <= 255.0

@@ -42,9 +42,9 @@ class WebSegmentation:
 
 
 def _batch_quality(prob_small: torch.Tensor, threshold: float) -> dict[str, Any]:
-    from pipeline.inference import batch
+    from pipeline.metrics.qc import prediction_quality
 
-    return batch._quality(prob_small, threshold)  # noqa: SLF001 - the manifest's own numbers, on purpose
+    return prediction_quality(prob_small, threshold)  # the manifest's own numbers, on purpose
 
 
 def segment_image(predictor: Predictor, image: XRayImage) -> WebSegmentation:

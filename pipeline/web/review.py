@@ -34,8 +34,8 @@ __all__ = ["FILE_KINDS", "PAGE_SIZE", "BatchResults", "ReviewRow", "filter_rows"
 
 #: Files a case may serve: URL kind -> (manifest column, media type, download label).
 FILE_KINDS: dict[str, tuple[str, str, str]] = {
-    "overlay": ("overlay", "image/png", "Overlay (PNG)"),
     "mask": ("mask_png", "image/png", "Mask (PNG, original size)"),
+    "overlay": ("overlay", "image/png", "Overlay (PNG)"),
     "seg": ("seg", "application/dicom", "DICOM SEG"),
 }
 
@@ -316,11 +316,12 @@ class BatchResults:
             "index": index,
             "notes": [],
         }
-        downloads = [
-            Download(kind, label, f"{kind}_{index}{'.dcm' if kind == 'seg' else '.png'}", f"/batch/files/{index}/{kind}")
-            for kind, (_, _, label) in FILE_KINDS.items()
-            if self._optional(index, kind) is not None
-        ]
+        downloads = []
+        for kind, (_, _, label) in FILE_KINDS.items():
+            stored = self._optional(index, kind)
+            if stored is not None:  # stored names are UID-based (the batch never uses input names)
+                name = stored.name if kind == "seg" else f"{stored.stem}_{kind}{stored.suffix}"
+                downloads.append(Download(kind, label, name, f"/batch/files/{index}/{kind}", stored.stat().st_size))
         if row.status != "ok":
             return CaseView(title=row.name, format=row.format, downloads=downloads, **fields)
 

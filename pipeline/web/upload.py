@@ -190,7 +190,7 @@ def _read(path: Path, voi: bool) -> XRayImage:
                        "Unsupported image") from err
     except ImageReadError as err:
         raise WebError(400, "The file could not be read: " + strip_path(str(err), path), "Unreadable file") from err
-    except Exception as err:  # noqa: BLE001 - decoders raise many types (e.g. Pillow's DecompressionBombError)
+    except Exception as err:  # decoders raise many types (e.g. Pillow's DecompressionBombError)
         raise WebError(400, f"The file could not be decoded ({type(err).__name__}).", "Unreadable file") from err
     if image.pixels.ndim != 2 or min(image.shape) < 2:
         raise WebError(415, f"The image has shape {image.pixels.shape}; a 2D radiograph is needed.",

@@ -14,6 +14,7 @@ from pipeline.inference.acceleration import (
     InferenceOptions,
     OptimizedNetwork,
     candidate_options,
+    cpu_has_native_bf16,
     optimize_for_inference,
 )
 from pipeline.networks import get_network
@@ -43,6 +44,9 @@ def test_cpu_keeps_the_eager_network():
     fast, info = optimize_for_inference(net, "cpu", (2, 1, 32, 32))
     assert isinstance(fast, OptimizedNetwork) and info["chosen"] == "fp32"
     assert candidate_options(torch.device("cpu")) == [InferenceOptions()]
+    opt_in = candidate_options(torch.device("cpu"), cpu_bf16=True)  # bf16 only where the CPU computes it natively
+    native = [InferenceOptions(), InferenceOptions(torch.bfloat16)]
+    assert opt_in == (native if cpu_has_native_bf16() else [InferenceOptions()])
     assert torch.equal(_probs(fast, x), expected)
 
 

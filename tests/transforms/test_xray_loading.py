@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 import pytest
 import torch
 from PIL import Image

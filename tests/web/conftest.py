@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from PIL import Image
+from torch import nn
 
 from pipeline.dicom import make_radiograph_dicom
 from pipeline.inference import BatchRunner, Predictor

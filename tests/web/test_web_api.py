@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from fastapi.testclient import TestClient
 from PIL import Image
+from torch import nn
 
 from pipeline.cli import build_parser
 from pipeline.dicom import read_segmentation_mask
@@ -88,7 +88,8 @@ def test_monochrome1_dicom_upload_gives_display_polarity_cm2_and_seg(client, mon
     assert case["spacing_mm"] == [0.35, 0.35]
     assert case["lung_area_cm2"] == pytest.approx(case["lung_area_px"] * 0.35 * 0.35 / 100)
     downloads = {d["key"]: d for d in case["downloads"]}
-    assert downloads["seg"]["filename"].endswith(".dcm") and downloads["seg"]["href"].startswith("data:application/dicom")
+    assert downloads["seg"]["filename"].endswith(".dcm")
+    assert downloads["seg"]["href"].startswith("data:application/dicom")
     seg_path = tmp_path / downloads["seg"]["filename"]
     seg_path.write_bytes(decode_data_url(downloads["seg"]["href"]))
     mask = png_array(downloads["mask_png"]["href"]) > 0

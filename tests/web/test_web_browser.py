@@ -42,8 +42,12 @@ def _first(candidates: tuple[str, ...], name: str, env: str) -> str | None:
     return shutil.which(name)
 
 
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
+    if _under_ci():
         pytest.fail(f"{reason}; under CI the browser tests must run (.ci/run installs chromium chromium-driver).")
     pytest.skip(f"{reason} (install with: apt-get install -y chromium chromium-driver)")
 
