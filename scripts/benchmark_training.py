@@ -21,7 +21,7 @@ deterministic kernels; ``benchmark``: autotuned, non-deterministic).
 Examples::
 
     python scripts/benchmark_training.py                       # GPU: 60 epochs at 256², batch 16, one-cycle
-    python scripts/benchmark_training.py --cudnn benchmark --compile --channels-last
+    python scripts/benchmark_training.py --cudnn benchmark --compile --channels-last --prefetch
     python scripts/benchmark_training.py --quick               # CPU smoke run (32², 2 epochs, small BasicUNet)
 """
 
@@ -66,9 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--paths", default="abc", help="which paths to run: any of a (cpu), b (gpu), c (bare)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training network (all paths)")
     p.add_argument("--channels-last", action="store_true", help="channels-last network and batches (all paths)")
+    p.add_argument("--prefetch", action="store_true",
+                   help="(b): make the next batches in a background thread on a side CUDA stream")
     p.add_argument("--cudnn", default="bundle", choices=["bundle", "benchmark"],
                    help="cuDNN flags for all paths: the bundle's deterministic ones, or autotuned (benchmark)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     p.add_argument("--quick", action="store_true",
                    help="CPU smoke run: 32² images, 2 epochs, batch 8, no DataLoader workers, small BasicUNet")
@@ -163,6 +166,8 @@ def run_bundle(data_path: str, args: argparse.Namespace, work: Path, device: tor
         num_workers=args.num_workers, seed=args.seed, data_path=data_path, compile=args.compile,
         channels_last=args.channels_last,
     )
+    if args.prefetch and data_path == "gpu":
+        overrides["train#device_dataloader#prefetch"] = True
     t0 = time.perf_counter()
     wf = _bundle(["train.yaml"], "training", overrides)
     wf.initialize()
@@ -322,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data / 'jsrt_scr'} not found; pass --data pointing at the folder holding jsrt_scr/",
               file=sys.stderr)
         return 2
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     machine = (f"{platform.node()}: {torch.cuda.get_device_name(0)}" if device.type == "cuda"
                else f"{platform.node()}: CPU, {torch.get_num_threads()} threads")
@@ -337,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {f"({k})/(c)": results[PATHS[k]]["images_per_s"] / bare
               for k in "ab" if bare and PATHS[k] in results}
     amp = "off" if device.type != "cuda" else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    flags = f"AMP {amp}, compile {args.compile}, channels-last {args.channels_last}, cuDNN {args.cudnn}"
+    flags = (f"AMP {amp}, compile {args.compile}, channels-last {args.channels_last}, cuDNN {args.cudnn}, "
+             f"prefetch {args.prefetch}")
     print(f"\nmachine: {machine}; torch {torch.__version__}; BasicUNet {args.network_kwargs}; {args.image_size}², "
           f"batch {args.batch_size}, {args.epochs} epochs, {args.lr_schedule} lr {args.learning_rate:g} "
           f"(peak {10 * args.learning_rate:g}); {flags}; CPU path workers {args.num_workers}\n")

@@ -9,19 +9,7 @@ import pytest
 
 os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LUNG_BUNDLE = REPO_ROOT / "bundles" / "chest_xray_lung_segmentation"
-SAMPLE_DIR = REPO_ROOT / "pipeline" / "data" / "sample" / "jsrt30"
-
-#: A BasicUNet small enough for CPU tests in seconds.
-TINY_BASIC_UNET = {"features": [4, 4, 8, 16, 32, 4]}
-
-
-def shared_data_dir() -> Path | None:
-    """``../shared/data`` beside the repository (or ``$XRAY_SHARED_DATA``), if present."""
-    env = os.environ.get("XRAY_SHARED_DATA")
-    candidate = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
+from xray_test_paths import LUNG_BUNDLE, REPO_ROOT, SAMPLE_DIR, TINY_BASIC_UNET, shared_data_dir  # noqa: F401
 
 
 @pytest.fixture(scope="session")

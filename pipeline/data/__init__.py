@@ -1,5 +1,6 @@
 """Data: folder pairing, datalists and splits, the CRD download, the embedded sample and synthetic radiographs."""
 
+from pipeline.data.device_cache import DeviceCacheLoader
 from pipeline.data.datalist import SPLIT_NAMES, datalist_hash, prepare_datalist, read_split_file
 from pipeline.data.kaggle import CRD_HANDLE, DatasetUnavailableError, download_crd, find_dataset_root
 from pipeline.data.pairing import PairingReport, file_stem, image_size, list_image_files, pair_folder
@@ -12,6 +13,7 @@ __all__ = [
     "SAMPLE_NAME",
     "SPLIT_NAMES",
     "DatasetUnavailableError",
+    "DeviceCacheLoader",
     "PairingReport",
     "datalist_hash",
     "download_crd",

@@ -10,8 +10,11 @@ a batched device augmentation (:func:`pipeline.transforms.device_augmentation`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import queue
+import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -65,6 +68,8 @@ class DeviceCacheLoader:
             (needed in training; validation keeps every item exactly once). Defaults to ``shuffle``.
         num_replicas: number of ranks; defaults to the ``torch.distributed`` world size (1 when not initialised).
         rank: this rank; defaults to the ``torch.distributed`` rank.
+        prefetch: make the next batches in a background thread (on a side CUDA stream on a GPU), overlapping the
+            gathering and augmentation launches with the training step. Defaults to False.
 
     Examples::
 
@@ -92,6 +97,7 @@ class DeviceCacheLoader:
         even_divisible: bool | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
+        prefetch: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -110,6 +116,7 @@ class DeviceCacheLoader:
         self.seed = int(seed)
         self.even_divisible = self.shuffle if even_divisible is None else bool(even_divisible)
         self._num_replicas, self._rank = num_replicas, rank
+        self.prefetch = bool(prefetch)
         self.epoch = 0
         self.images, self.labels, self._meta = self._decode(data, transform, num_workers)
         self.placement = self._place(placement, max_device_fraction)
@@ -192,13 +199,67 @@ class DeviceCacheLoader:
         """One epoch of batch dictionaries on :attr:`device`."""
         order = self._indices()
         self.epoch += 1
+        # one host-to-device copy per epoch: a copy from pageable memory waits for the GPU queue to drain
+        on_source = order.to(self.images.device)
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
-        for start in range(0, stop, self.batch_size):
-            yield self._batch(order[start : start + self.batch_size])
+        slices = [(order[i : i + self.batch_size], on_source[i : i + self.batch_size])
+                  for i in range(0, stop, self.batch_size)]
+        if not self.prefetch:
+            for index, idx in slices:
+                yield self._batch(index, idx)
+            return
+        yield from self._prefetched(slices)
 
-    def _batch(self, index: torch.Tensor) -> dict[Hashable, Any]:
-        source = self.images.device
-        idx = index.to(source)
+    def _prefetched(self, slices: list[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[dict[Hashable, Any]]:
+        """Batches made ahead by a background thread, on a side CUDA stream when the device is a GPU.
+
+        The thread queues the gathering and augmentation kernels of the next batches while the training thread waits
+        for the GPU (e.g. when a handler reads the loss), so they overlap with the forward and backward passes. The
+        training stream waits on an event before using a batch, and the batch's memory is recorded on it.
+        """
+        cuda = self.device.type == "cuda"
+        stream = torch.cuda.Stream(self.device) if cuda else None
+        ready: queue.Queue[Any] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+                    for index, idx in slices:
+                        if stop.is_set():
+                            return
+                        batch = self._batch(index, idx)
+                        event = torch.cuda.Event() if cuda else None
+                        if event is not None:
+                            event.record(stream)
+                        ready.put((batch, event))
+            except BaseException as err:  # handed to the training thread
+                ready.put(err)
+            ready.put(None)
+
+        worker = threading.Thread(target=work, name="device-cache-prefetch", daemon=True)
+        worker.start()
+        try:
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                batch, event = item
+                if event is not None:
+                    current = torch.cuda.current_stream(self.device)
+                    current.wait_event(event)
+                    for value in batch.values():
+                        if isinstance(value, torch.Tensor) and value.is_cuda:
+                            value.record_stream(current)
+                yield batch
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a worker waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    ready.get_nowait()
+                worker.join(timeout=0.01)
+
+    def _batch(self, index: torch.Tensor, idx: torch.Tensor) -> dict[Hashable, Any]:
+        """The batch of items ``index`` (host) / ``idx`` (the same, on the cache's device)."""
         non_blocking = self.placement == "pinned"
         image = self.images.index_select(0, idx)
         if non_blocking:

@@ -125,6 +125,12 @@ class Predictor:
         self.num_classes = int(num_classes)
         self.threshold = float(threshold)
         self.amp = bool(amp) and self.device.type == "cuda"
+        # the fastest path that gives the eager fp32 answer (bf16 / channels-last / compile on CUDA; eager on CPU)
+        from pipeline.inference.acceleration import optimize_for_inference
+
+        self.network, self.acceleration = optimize_for_inference(
+            self.network, self.device, (8, 1, int(image_size), int(image_size)), low_precision=self.amp
+        )
         self.temperature = float(temperature)
         self.voi = voi
         self.postprocess = postprocess

@@ -150,7 +150,7 @@ def random_affine(
     ty = state.uniform(n, -translate_px, translate_px, device) * on
     cos, sin = torch.cos(angle), torch.sin(angle)
     # rotation @ scale in pixel units, then conjugated by the pixel -> normalised scaling (2/W, 2/H) per axis
-    a00, a01 = cos * sx, -sin * sy * (width / height) ** -1
+    a00, a01 = cos * sx, -sin * sy * (height / width)
     a10, a11 = sin * sx * (width / height), cos * sy
     flip = torch.where(state.bernoulli(n, flip_prob, device), -1.0, 1.0)
     theta = torch.stack(
@@ -204,8 +204,8 @@ def elastic_displacement(
     rows = _bicubic_matrix(gh, spacing, height, str(device))
     cols = _bicubic_matrix(gw, spacing, width, str(device))
     field = rows @ offsets @ cols.T  # (B, 2 = (row, col) pixels, H, W)
-    scale = torch.tensor([2.0 / width, 2.0 / height], device=device)
-    return field.flip(1).permute(0, 2, 3, 1) * scale
+    # (x, y) normalised; python scalars, not a host tensor: a host-to-device copy would wait for the GPU queue
+    return torch.stack([field[:, 1] * (2.0 / width), field[:, 0] * (2.0 / height)], dim=-1)
 
 
 @functools.lru_cache(maxsize=16)

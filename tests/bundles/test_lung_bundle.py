@@ -13,7 +13,7 @@ import pytest
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 
-from conftest import LUNG_BUNDLE, TINY_BASIC_UNET
+from xray_test_paths import LUNG_BUNDLE, TINY_BASIC_UNET
 
 CONFIGS = LUNG_BUNDLE / "configs"
 

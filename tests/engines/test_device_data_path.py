@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-from conftest import LUNG_BUNDLE, SAMPLE_DIR, TINY_BASIC_UNET
+from xray_test_paths import LUNG_BUNDLE, SAMPLE_DIR, TINY_BASIC_UNET
 from pipeline.data.device_cache import DeviceCacheLoader
 from pipeline.engines import DetachOutputd, DevicePrepareBatch, resolve_data_path
 from pipeline.transforms import augmentation, device_augmentation, preprocessing
@@ -171,6 +171,17 @@ def test_device_cache_loader_batches_and_epochs(sample_items):
     assert not torch.equal(first, second)  # a new permutation and new draws every epoch
     drop = DeviceCacheLoader(sample_items, Compose(preprocessing(32)), device="cpu", batch_size=4, drop_last=True)
     assert len(drop) == 1 and len(list(drop)) == 1
+
+
+def test_prefetching_gives_the_same_batches(sample_items):
+    """A background thread making the batches ahead changes nothing but the timing (and stops cleanly)."""
+    transform = Compose(preprocessing(32))
+    plain, ahead = (DeviceCacheLoader(sample_items, transform, device="cpu", batch_size=2, prefetch=p,
+                                      augmentation=device_augmentation(32, seed=5)) for p in (False, True))
+    for _ in range(2):  # two epochs
+        for a, b in zip(plain, ahead, strict=True):
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    next(iter(ahead))  # abandoned after one batch: the worker must not hang
 
 
 def test_device_cache_loader_shards_like_distributed_sampler(sample_items):

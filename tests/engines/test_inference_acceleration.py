@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import TINY_BASIC_UNET
+from xray_test_paths import TINY_BASIC_UNET
 from pipeline.inference.acceleration import (
     InferenceOptions,
     OptimizedNetwork,
