@@ -13,7 +13,7 @@ decoding, batched model, writer threads) on each device and reports
 
 An untrained network is used (speed does not depend on the weights). Example::
 
-    python scripts/benchmark_inference.py --sizes 1024 2048 --n 16 --json /tmp/bench.json
+    python scripts/benchmark_inference.py --sizes 1024 2048 --n 16 --json outputs/bench.json
 """
 
 from __future__ import annotations

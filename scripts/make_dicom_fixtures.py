@@ -8,8 +8,8 @@ synthetic patient and deterministic UIDs. Sources default to the 12 JSRT films i
 
 Examples::
 
-    python scripts/make_dicom_fixtures.py --out /tmp/dicom_fixtures --size 512
-    python scripts/make_dicom_fixtures.py --out /tmp/dicom_fixtures --sources my_films/*.png --size 2048
+    python scripts/make_dicom_fixtures.py --out outputs/dicom_fixtures --size 512
+    python scripts/make_dicom_fixtures.py --out outputs/dicom_fixtures --sources my_films/*.png --size 2048
 """
 
 from __future__ import annotations

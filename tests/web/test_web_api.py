@@ -18,7 +18,7 @@ from pipeline.dicom import read_segmentation_mask
 from pipeline.inference import Predictor
 from pipeline.web import create_app, display_name
 
-TRACE_MARKERS = ("Traceback", 'File "', "site-packages", "/work/", "upload.bin")
+TRACE_MARKERS = ("Traceback", 'File "', "site-packages", str(Path(__file__).resolve().parents[2]), "upload.bin")
 
 
 def decode_data_url(url: str) -> bytes:
