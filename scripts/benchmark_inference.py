@@ -11,7 +11,8 @@ decoding, batched model, writer threads) on each device and reports
   bounds the throughput;
 * the model alone (``predict_tensor`` on a ready batch), i.e. the ceiling set by the network.
 
-An untrained network is used (speed does not depend on the weights). Example::
+An untrained network is used unless ``--checkpoint`` names a trained one (speed does not depend on the weights, but
+the low-precision check does: with trained weights bf16 is checked on what it will really compute). Example::
 
     python scripts/benchmark_inference.py --sizes 1024 2048 --n 16 --json outputs/bench.json
 """
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 
 from pipeline.dicom import FixtureVariant, make_fixture_set
-from pipeline.inference import BatchRunner, Predictor
+from pipeline.inference import BatchRunner, Predictor, load_predictor
 from pipeline.networks import get_network
 
 logger = logging.getLogger("benchmark_inference")
@@ -53,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='JSON constructor arguments, e.g. \'{"features": [4, 4, 8, 16, 32, 4]}\' (a tiny network '
                              "shows the pipeline's own ceiling)")
     parser.add_argument("--image-size", type=int, default=256, help="side the network sees (default 256)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a trained model.pt instead of an untrained network (its stored image size and network "
+                             "are used; the low-precision check then runs on the real weights)")
+    parser.add_argument("--no-amp", action="store_true", help="fp32 throughout (default: bf16 where it matches fp32)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per model call (default 4)")
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader decoding workers (default: 1 on CPU-only machines with <= 4 cores, else 4)")
@@ -129,13 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         inputs = make_inputs(workdir / f"in{size}", size, args.n, args.transfer_syntax)
         for device in devices:
             torch.manual_seed(0)
-            network = get_network(args.network, spatial_dims=2, in_channels=1, out_channels=1, **args.network_kwargs)
-            predictor = Predictor(network, image_size=args.image_size, device=device, model_name=args.network,
-                                  model_version="untrained")
+            if args.checkpoint is not None:
+                predictor = load_predictor(args.checkpoint, device=device, amp=not args.no_amp)
+            else:
+                network = get_network(args.network, spatial_dims=2, in_channels=1, out_channels=1,
+                                      **args.network_kwargs)
+                predictor = Predictor(network, image_size=args.image_size, device=device, model_name=args.network,
+                                      model_version="untrained", amp=not args.no_amp)
             workers = args.workers if args.workers is not None else (1 if device == "cpu" and cores <= 4 else 4)
             result = benchmark_one(predictor, inputs, workdir / f"out{size}_{device}", args, workers)
-            result.update(device=device, size=size, network=args.network, network_kwargs=args.network_kwargs,
-                          image_size=args.image_size,
+            result.update(device=device, size=size, network=predictor.model_name, network_kwargs=args.network_kwargs,
+                          image_size=predictor.image_size, path=predictor.acceleration.get("chosen", "fp32"),
+                          checkpoint=str(args.checkpoint) if args.checkpoint else None,
                           batch_size=args.batch_size, workers=workers, writers=args.writers, outputs=args.outputs)
             results.append(result)
             print(f"done: {device} {size}^2: {result['images_per_second']:.2f} images/s", file=sys.stderr)
@@ -144,21 +154,21 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    header = ("| device | input | images | images/s | decode ms | preprocess ms | model ms | write ms "
+    header = ("| device | model | path | input | images | images/s | decode ms | preprocess ms | model ms | write ms "
               "| decode % | model % | write % | model-only images/s |")
-    lines = [header, "|" + "---|" * 12]
+    lines = [header, "|" + "---|" * 14]
     for r in results:
         ms, share = r["ms_per_image"], r["share"]
         lines.append(
-            f"| {r['device']} | {r['size']}² 16-bit | {r['images']} | **{r['images_per_second']:.2f}** | "
+            f"| {r['device']} | {r['network']} {r['image_size']}² | {r['path']} | {r['size']}² 16-bit | {r['images']} | **{r['images_per_second']:.2f}** | "
             f"{ms['read']:.0f} | {ms['preprocess']:.0f} | {ms['model']:.0f} | {ms['write']:.0f} | "
             f"{100 * share['read']:.0f} | {100 * share['model']:.0f} | {100 * share['write']:.0f} | "
             f"{r['model_only_images_per_second']:.2f} |"
         )
     print(f"machine: {machine['platform']}, {cores} CPU cores, torch {machine['torch']} "
           f"({machine['torch_threads']} threads), GPU: {machine['gpu'] or 'none'}")
-    print(f"network: {args.network} {args.network_kwargs or ''} at {args.image_size}², batch {args.batch_size}, "
-          f"outputs {args.outputs}")
+    print(f"model: {args.checkpoint or (args.network + ' (untrained) ' + str(args.network_kwargs or ''))}, "
+          f"batch {args.batch_size}, outputs {args.outputs}")
     print("\n".join(lines))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

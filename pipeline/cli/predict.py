@@ -144,18 +144,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", "-o", required=True, type=Path, metavar="DIR",
                         help="output folder (created; rerunning into the same folder resumes)")
     parser.add_argument("--model", "-m", required=True, metavar="PATH|URI",
-                        help="checkpoint file (model.pt; the network comes from the bundle config) or an MLflow model "
-                             "URI such as models:/NAME@ALIAS or models:/NAME/VERSION")
+                        help="checkpoint file (model.pt: its stored image size and network are used, the bundle config "
+                             "fills in the rest) or an MLflow model URI such as models:/NAME@ALIAS or "
+                             "models:/NAME/VERSION")
     parser.add_argument("--bundle", type=Path, default=None, metavar="DIR",
                         help="bundle whose configs/train.yaml defines the network and preprocessing for a checkpoint "
                              "path (default: the lung bundle shipped with the package)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="bundle config override for a checkpoint path, repeatable; VALUE is YAML, e.g. "
-                             "image_size=64 or \"network_kwargs={'features': [4, 4, 8, 16, 32, 4]}\"")
+                        help="bundle config override for a checkpoint path (wins over the settings stored in it), "
+                             "repeatable; VALUE is YAML, e.g. image_size=64 or "
+                             "\"network_kwargs={'features': [4, 4, 8, 16, 32, 4]}\"")
     parser.add_argument("--device", default=None,
                         help="torch device: cpu, cuda, cuda:1 (default: CUDA when available; one GPU per process "
                              "under torchrun)")
-    parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA (on by default)")
+    parser.add_argument("--no-amp", action="store_true",
+                        help="fp32 throughout. By default low precision runs where it gives the fp32 masks (checked "
+                             "when the model loads): bf16/fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16/AMX)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per model call (default 8)")
     parser.add_argument("--workers", type=int, default=2, metavar="N",
                         help="DataLoader worker processes decoding DICOM while the model runs (default 2; 0 = none)")

@@ -4,7 +4,9 @@ On CUDA the candidates are combinations of bf16 (fp16 where bf16 is unsupported)
 layout and ``torch.compile``. Each is timed on an example batch and checked against the eager fp32 output: the
 fastest one whose probabilities stay within a low-precision tolerance of eager wins. On CPU the eager fp32 network is
 returned as it is (compilation takes longer than a typical CPU job saves, and bf16 is slow on CPUs without native
-bf16); ``cpu_bf16=True`` also tries bf16 autocast on CPUs that have it (AVX512-BF16 / AMX).
+bf16); ``cpu_bf16=True`` also tries bf16 autocast on CPUs that have it (AVX512-BF16 / AMX). On CPU the choice is not
+timed: bf16 is taken whenever it matches fp32 (it ran every network 1.5-2.4x faster on a 2-core AVX512-BF16 machine,
+``docs/performance.md``), so the same weights on the same machine always give the same path and the same masks.
 
 Measured on one H100 at 256², batch 256 (``docs/performance.md``): ``torch.compile`` + channels-last + bf16 roughly
 doubles BasicUNet over eager bf16; channels-last alone is slower; XNet gains from compile only.
@@ -148,6 +150,8 @@ def optimize_for_inference(
     warmup: int = 3,
     repeats: int = 10,
     compile_kwargs: dict[str, Any] | None = None,
+    timed: bool | None = None,
+    example: torch.Tensor | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Return the fastest way to run ``network`` whose outputs match eager fp32, with what was measured.
 
@@ -172,6 +176,11 @@ def optimize_for_inference(
         warmup: untimed calls per candidate.
         repeats: timed calls per candidate.
         compile_kwargs: arguments for ``torch.compile``.
+        timed: choose the fastest matching candidate (True) or the last matching one in ``candidates`` order, i.e.
+            the most preferred, without timing runs (False). Defaults to timing on CUDA only, so that CPU runs make
+            a deterministic choice.
+        example: the batch to time and check on (e.g. real preprocessed radiographs, as the Predictor passes);
+            defaults to seeded noise in [-1, 1] of ``example_shape``.
 
     Returns:
         ``(network, info)``: an :class:`OptimizedNetwork` (eval mode, on ``device``) and ``info`` with ``chosen``
@@ -194,8 +203,11 @@ def optimize_for_inference(
         logger.info("inference path on %s: eager fp32", device)
         return OptimizedNetwork(base, reference_options), {"device": str(device), "chosen": reference_options.name,
                                                             "options": reference_options, "errors": {}}
+    timed = device.type == "cuda" if timed is None else bool(timed)
     generator = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn(tuple(example_shape), generator=generator).clamp(-1, 1).to(device)
+    x = (torch.as_tensor(example, dtype=torch.float32) if example is not None
+         else torch.randn(tuple(example_shape), generator=generator).clamp(-1, 1)).to(device)
+    example_shape = tuple(x.shape)
     info: dict[str, Any] = {"device": str(device), "example_shape": list(example_shape), "seconds_per_batch": {},
                             "max_prob_diff": {}, "mean_prob_diff": {}, "mask_agreement": {}, "errors": {}}
     reference: torch.Tensor | None = None
@@ -204,7 +216,10 @@ def optimize_for_inference(
         try:
             candidate = OptimizedNetwork(copy.deepcopy(base) if opt != reference_options else base, opt,
                                          compile_kwargs).eval()
-            out, seconds = _time(candidate, x, warmup if opt.compile or device.type == "cuda" else 1, repeats)
+            if timed:
+                out, seconds = _time(candidate, x, warmup if opt.compile or device.type == "cuda" else 1, repeats)
+            else:
+                out, seconds = _time(candidate, x, 0, 1)
         except Exception as err:  # a backend that cannot compile or run this option: report and go on
             info["errors"][opt.name] = f"{type(err).__name__}: {err}"[:500]
             logger.warning("inference option %s failed: %s", opt.name, info["errors"][opt.name])
@@ -222,7 +237,7 @@ def optimize_for_inference(
                                         f"{float(diff.mean()):.3g} (max {tolerance}), mask agreement {agreement:.4f} "
                                         f"(min {min_mask_agreement})")
             continue
-        if best is None or seconds < best[0]:
+        if best is None or not timed or seconds < best[0]:
             best = (seconds, opt, candidate)
     if best is None:  # even eager failed: let the caller see the real error when it runs the network
         return OptimizedNetwork(base, reference_options), {**info, "chosen": reference_options.name}

@@ -86,7 +86,9 @@ class Predictor:
         num_classes: network output channels: 1 = binary sigmoid, more = softmax.
         threshold: probability threshold for the binary case. Defaults to 0.5.
         device: ``"cuda"``, ``"cpu"`` or ``None`` for CUDA when available.
-        amp: use bf16/fp16 autocast on CUDA. Defaults to True.
+        amp: use low precision where it is fast and matches fp32: bf16/fp16 autocast on CUDA, and bf16 on CPUs that
+            compute it natively (AVX512-BF16 / AMX). The masks are checked against fp32 whenever weights are loaded
+            (:func:`~pipeline.inference.acceleration.optimize_for_inference`); ``False`` keeps fp32. Defaults to True.
         temperature: logits are divided by this before the activation (temperature scaling). Defaults to 1.
         voi: apply the DICOM VOI LUT / window before scaling. Defaults to False (as in training).
         postprocess: optional ``mask -> mask`` callable applied at the original size (e.g. lung cleanup).
@@ -124,13 +126,7 @@ class Predictor:
         self.intensity = intensity
         self.num_classes = int(num_classes)
         self.threshold = float(threshold)
-        self.amp = bool(amp) and self.device.type == "cuda"
-        # the fastest path that gives the eager fp32 answer (bf16 / channels-last / compile on CUDA; eager on CPU)
-        from pipeline.inference.acceleration import optimize_for_inference
-
-        self.network, self.acceleration = optimize_for_inference(
-            self.network, self.device, (8, 1, int(image_size), int(image_size)), low_precision=self.amp
-        )
+        self.amp = bool(amp)
         self.temperature = float(temperature)
         self.voi = voi
         self.postprocess = postprocess
@@ -139,6 +135,8 @@ class Predictor:
         self._transform = Compose(
             preprocessing(self.image_size, self.intensity, self.num_classes, with_label=False, load=False)
         )
+        self.acceleration: dict[str, Any] = {}
+        self._accelerate()
 
     # ---- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -152,6 +150,10 @@ class Predictor:
     ) -> Predictor:
         """Build the network and preprocessing settings from a bundle's config and load its checkpoint.
 
+        Settings saved in the checkpoint (image size, intensity, classes, threshold, network and its arguments:
+        :class:`pipeline.engines.ModelSettings`) win over the bundle config, so a model trained with other settings
+        (e.g. the 128² CPU default) is run the way it was trained; ``overrides`` win over both.
+
         Args:
             bundle_dir: the bundle folder.
             checkpoint: weights file; defaults to the bundle's ``ckpt_dir/model.pt``.
@@ -161,14 +163,20 @@ class Predictor:
         """
         from monai.bundle import ConfigParser
 
+        from pipeline.engines.model_settings import stored_settings
+
         bundle_dir = Path(bundle_dir)
         parser = ConfigParser()
         parser.read_config(str(bundle_dir / config_file))
         parser["bundle_root"] = str(bundle_dir)
         for key, value in (overrides or {}).items():
             parser[key] = value
-        network = parser.get_parsed_content("network_def")
         ckpt = Path(checkpoint) if checkpoint else Path(parser.get_parsed_content("ckpt_dir")) / "model.pt"
+        stored = stored_settings(ckpt)
+        for key, value in stored.items():
+            if key not in (overrides or {}) and key in parser:
+                parser[key] = value
+        network = parser.get_parsed_content("network_def")
         extras = load_checkpoint(network, ckpt)
         kwargs.setdefault("temperature", float(extras.get("temperature", 1.0)))
         kwargs.setdefault("model_name", str(parser.get_parsed_content("network_name")))
@@ -182,12 +190,42 @@ class Predictor:
         )
 
     def load_checkpoint(self, path: str | Path) -> Predictor:
-        """Load weights into the network (and a stored temperature, if any); returns ``self``."""
+        """Load weights into the network (and a stored temperature, if any); returns ``self``.
+
+        The inference path (bf16, channels-last, compile) is chosen again for the new weights.
+        """
         extras = load_checkpoint(self.network, path, map_location=self.device)
         if "temperature" in extras:
             self.temperature = float(extras["temperature"])
         self.network.eval()
+        self._accelerate()
         return self
+
+    def _accelerate(self) -> None:
+        """Choose the fastest path that gives the eager fp32 masks for the current weights (see ``amp``)."""
+        from pipeline.inference.acceleration import OptimizedNetwork, optimize_for_inference
+
+        network = self.network.network if isinstance(self.network, OptimizedNetwork) else self.network
+        n = 2 if self.device.type != "cuda" else 8
+        self.network, self.acceleration = optimize_for_inference(
+            network, self.device, (n, 1, self.image_size, self.image_size), low_precision=self.amp,
+            cpu_bf16=self.amp, example=self._check_batch(n) if self.amp else None,
+        )
+
+    def _check_batch(self, n: int) -> torch.Tensor | None:
+        """``n`` real radiographs from the embedded sample, preprocessed: what low precision is checked on.
+
+        Noise inputs drive a trained network into logits it never produces on radiographs; the masks that must
+        agree with fp32 are those of real images. ``None`` (noise then) if the sample cannot be read.
+        """
+        from pipeline.data.resolve import sample_dir
+
+        files = sorted((sample_dir() / "images").glob("*.png"))[:n]
+        try:
+            return torch.stack([torch.as_tensor(self.preprocess(read_image(f))) for f in files])
+        except (ImageReadError, OSError, RuntimeError) as err:
+            logger.warning("low-precision check on noise: the embedded sample could not be read (%s)", err)
+            return None
 
     # ---- the road -----------------------------------------------------------------------------------------------
     def preprocess(self, image: XRayImage) -> torch.Tensor:
@@ -198,13 +236,7 @@ class Predictor:
     def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(B, C, S, S)`` for a preprocessed batch ``(B, 1, S, S)``."""
         batch = torch.as_tensor(batch).to(self.device, non_blocking=True)
-        if self.amp:
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            with torch.autocast("cuda", dtype=dtype):
-                logits = self.network(batch)
-        else:
-            logits = self.network(batch)
-        logits = logits.float() / self.temperature
+        logits = self.network(batch).float() / self.temperature  # autocast, if chosen, is inside the network
         return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=1)
 
     def finish(self, image: XRayImage, prob_small: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

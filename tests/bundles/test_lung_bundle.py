@@ -16,6 +16,7 @@ from PIL import Image
 from xray_test_paths import LUNG_BUNDLE, TINY_BASIC_UNET
 
 CONFIGS = LUNG_BUNDLE / "configs"
+DROP = object()  # an override left out, so the config's own value applies
 
 
 def workflow(config_files, tmp: Path, run_id: str = "run", **overrides) -> ConfigWorkflow:
@@ -31,6 +32,7 @@ def workflow(config_files, tmp: Path, run_id: str = "run", **overrides) -> Confi
         network_kwargs=TINY_BASIC_UNET,
     )
     defaults.update(overrides)
+    defaults = {k: v for k, v in defaults.items() if v is not DROP}
     files = [str(CONFIGS / f) for f in config_files]
     wf = ConfigWorkflow(
         config_file=files if len(files) > 1 else files[0],
@@ -134,3 +136,49 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").is_file()
     assert proc.stdout.count("epoch 1/1") == 1  # only rank 0 logs the epoch summary
+
+
+def test_evaluation_and_inference_run_the_model_as_it_was_trained(trained, tmp_path, sample_dir):
+    """model.pt carries its image size and network: evaluate / inference / Predictor need no repeat of them."""
+    import torch
+
+    from pipeline.engines import stored_settings
+    from pipeline.inference import Predictor
+
+    tmp, _ = trained
+    stored = stored_settings(tmp / "models" / "model.pt")
+    assert stored["image_size"] == 32 and stored["network_kwargs"] == TINY_BASIC_UNET
+    assert stored["network_name"] == "basic_unet" and stored["num_classes"] == 1
+    assert "temperature" in torch.load(tmp / "models" / "model.pt", weights_only=True)  # kept beside the evaluation's T
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "a.png").write_bytes((sample_dir / "images" / "JPCLN008.png").read_bytes())
+    wf = workflow(["train.yaml", "inference.yaml"], tmp, run_id="inferring", input_dir=str(inp),
+                  output_dir=str(tmp_path / "out"), image_size=DROP, network_kwargs=DROP)
+    predictor = wf.parser.get_parsed_content("predictor")
+    assert predictor.image_size == 32  # not this machine's default (128 on CPU, 256 on CUDA)
+    assert (tmp_path / "out" / "a_mask.png").is_file()
+    wf = workflow(["train.yaml", "evaluate.yaml"], tmp, run_id="evaluating", image_size=DROP, network_kwargs=DROP,
+                  fit_temperature=False)
+    assert wf.parser.get_parsed_content("image_size") == 32
+    from_bundle = Predictor.from_bundle(LUNG_BUNDLE, checkpoint=tmp / "models" / "model.pt", device="cpu")
+    assert from_bundle.image_size == 32
+    assert sum(p.numel() for p in from_bundle.network.parameters()) == sum(
+        p.numel() for p in predictor.network.parameters())
+
+
+def test_cpu_machines_get_the_laptop_defaults():
+    """Without CUDA the bundle trains at 128 px for 30 epochs with one-cycle (the README's 5-minute laptop path)."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.yaml"))
+    parser["bundle_root"] = str(LUNG_BUNDLE)
+    cuda = torch.cuda.is_available()
+    assert parser.get_parsed_content("cpu_profile") is (not cuda)
+    assert parser.get_parsed_content("image_size") == (256 if cuda else 128)
+    assert parser.get_parsed_content("max_epochs") == (60 if cuda else 30)
+    assert parser.get_parsed_content("lr_schedule") == "onecycle"
+    parser["device"] = "$torch.device('cpu')"
+    assert parser.get_parsed_content("image_size", reset=True) == 128

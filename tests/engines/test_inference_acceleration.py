@@ -97,3 +97,14 @@ def test_cuda_fast_path_matches_eager_within_bf16_tolerance(name):
     got = _probs(fast, x)
     assert (got - expected).abs().mean() <= 0.01
     assert ((got > 0.5) == (expected > 0.5)).float().mean() >= 0.995
+
+
+def test_cpu_choice_is_untimed_and_deterministic():
+    """On CPU the most preferred matching candidate wins without timing runs, so reruns give the same path."""
+    net = _trained_like(**{"features": TINY_BASIC_UNET["features"]})
+    options = [InferenceOptions(channels_last=True), InferenceOptions(torch.bfloat16)]
+    chosen = {optimize_for_inference(net, "cpu", (1, 1, 32, 32), candidates=options)[1]["chosen"] for _ in range(3)}
+    assert chosen == {"bf16"}
+    _, info = optimize_for_inference(net, "cpu", (1, 1, 32, 32), candidates=options, timed=True, repeats=1)
+    assert info["chosen"] in {"fp32", "fp32+channels_last", "bf16"}
+
