@@ -182,3 +182,23 @@ def test_cpu_machines_get_the_laptop_defaults():
     assert parser.get_parsed_content("lr_schedule") == "onecycle"
     parser["device"] = "$torch.device('cpu')"
     assert parser.get_parsed_content("image_size", reset=True) == 128
+
+
+def test_a_stored_network_needs_no_override(tmp_path):
+    """An XNet checkpoint (with its settings) loads through the lung bundle without --network_name / image_size."""
+    import torch
+
+    from pipeline.engines import ModelSettings
+    from pipeline.inference import Predictor
+    from pipeline.networks import XNet, get_network
+
+    kwargs = {"features": [4, 8, 8, 16], "norm": "instance"}
+    net = get_network("xnet", spatial_dims=2, in_channels=1, out_channels=1, **kwargs)
+    settings = ModelSettings(image_size=48, network_name="xnet", network_kwargs=kwargs)
+    torch.save({"model": net.state_dict(), "settings": settings.state_dict()}, tmp_path / "model.pt")
+    predictor = Predictor.from_bundle(LUNG_BUNDLE, checkpoint=tmp_path / "model.pt", device="cpu", amp=False)
+    assert isinstance(predictor.network.network, XNet) and predictor.image_size == 48
+    assert predictor.model_name == "xnet"
+    image = np.zeros((70, 90), np.float32)
+    image[10:60, 10:80] = 1.0
+    assert predictor.predict_array(image).mask.shape == (70, 90)
