@@ -158,8 +158,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="torch device: cpu, cuda, cuda:1 (default: CUDA when available; one GPU per process "
                              "under torchrun)")
     parser.add_argument("--no-amp", action="store_true",
-                        help="fp32 throughout. By default low precision runs where it gives the fp32 masks (checked "
-                             "when the model loads): bf16/fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16/AMX)")
+                        help="fp32 throughout. By default low precision runs where it gives the fp32 masks "
+                             "(checked before the first batch): bf16/fp16 on CUDA, bf16 on CPUs with native bf16 "
+                             "(AVX512-BF16/AMX)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per model call (default 8)")
     parser.add_argument("--workers", type=int, default=2, metavar="N",
                         help="DataLoader worker processes decoding DICOM while the model runs (default 2; 0 = none)")

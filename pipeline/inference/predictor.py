@@ -8,6 +8,7 @@ image takes the same road: read → preprocess (the training chain, without augm
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pipeline.keys import Keys
 from pipeline.transforms.io import to_metatensor
 from pipeline.transforms.presets import preprocessing, restore_original_size
 
-__all__ = ["Prediction", "Predictor", "load_checkpoint"]
+__all__ = ["Prediction", "Predictor", "load_checkpoint", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +53,14 @@ class Prediction:
         return self.prob[0] if self.prob.shape[0] == 1 else 1.0 - self.prob[0]
 
 
-def load_checkpoint(network: nn.Module, path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load weights saved by the bundle's ``CheckpointSaver`` (a state dict, or ``{"model": state_dict, ...}``).
+def read_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a checkpoint saved by the bundle's ``CheckpointSaver`` (a state dict, or ``{"model": state_dict, ...}``).
 
     Returns:
-        The extra entries stored beside the weights (e.g. ``temperature``), possibly empty.
+        ``(weights, extras)``: the network's state dict and the entries stored beside it (``settings``,
+        ``temperature``), possibly empty.
 
     Raises:
         FileNotFoundError: the checkpoint does not exist; the message says how to make one.
@@ -68,11 +72,19 @@ def load_checkpoint(network: nn.Module, path: str | Path, map_location: str | to
             "configs/train.yaml`) or pass the path of a model.pt."
         )
     state = torch.load(path, map_location=map_location, weights_only=True)
-    extras: dict[str, Any] = {}
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        extras = {k: v for k, v in state.items() if k != "model"}
-        state = state["model"]
-    network.load_state_dict(state)
+        return state["model"], {k: v for k, v in state.items() if k != "model"}
+    return state, {}
+
+
+def load_checkpoint(network: nn.Module, path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load the weights of a bundle checkpoint into ``network`` (see :func:`read_checkpoint`).
+
+    Returns:
+        The extra entries stored beside the weights (e.g. ``temperature``), possibly empty.
+    """
+    weights, extras = read_checkpoint(path, map_location)
+    network.load_state_dict(weights)
     return extras
 
 
@@ -87,7 +99,7 @@ class Predictor:
         threshold: probability threshold for the binary case. Defaults to 0.5.
         device: ``"cuda"``, ``"cpu"`` or ``None`` for CUDA when available.
         amp: use low precision where it is fast and matches fp32: bf16/fp16 autocast on CUDA, and bf16 on CPUs that
-            compute it natively (AVX512-BF16 / AMX). The masks are checked against fp32 whenever weights are loaded
+            compute it natively (AVX512-BF16 / AMX). The masks are checked against fp32 on first use after weights load
             (:func:`~pipeline.inference.acceleration.optimize_for_inference`); ``False`` keeps fp32. Defaults to True.
         temperature: logits are divided by this before the activation (temperature scaling). Defaults to 1.
         voi: apply the DICOM VOI LUT / window before scaling. Defaults to False (as in training).
@@ -135,8 +147,9 @@ class Predictor:
         self._transform = Compose(
             preprocessing(self.image_size, self.intensity, self.num_classes, with_label=False, load=False)
         )
-        self.acceleration: dict[str, Any] = {}
-        self._accelerate()
+        self._runner: nn.Module | None = None  # the network as it runs (bf16 / compile / ...), chosen on first use
+        self._acceleration: dict[str, Any] = {}
+        self._runner_lock = threading.Lock()
 
     # ---- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -163,7 +176,7 @@ class Predictor:
         """
         from monai.bundle import ConfigParser
 
-        from pipeline.engines.model_settings import stored_settings
+        from pipeline.engines.model_settings import SETTINGS_KEY
 
         bundle_dir = Path(bundle_dir)
         parser = ConfigParser()
@@ -172,12 +185,12 @@ class Predictor:
         for key, value in (overrides or {}).items():
             parser[key] = value
         ckpt = Path(checkpoint) if checkpoint else Path(parser.get_parsed_content("ckpt_dir")) / "model.pt"
-        stored = stored_settings(ckpt)
-        for key, value in stored.items():
+        weights, extras = read_checkpoint(ckpt)
+        for key, value in dict(extras.get(SETTINGS_KEY) or {}).items():
             if key not in (overrides or {}) and key in parser:
                 parser[key] = value
         network = parser.get_parsed_content("network_def")
-        extras = load_checkpoint(network, ckpt)
+        network.load_state_dict(weights)
         kwargs.setdefault("temperature", float(extras.get("temperature", 1.0)))
         kwargs.setdefault("model_name", str(parser.get_parsed_content("network_name")))
         return cls(
@@ -192,25 +205,40 @@ class Predictor:
     def load_checkpoint(self, path: str | Path) -> Predictor:
         """Load weights into the network (and a stored temperature, if any); returns ``self``.
 
-        The inference path (bf16, channels-last, compile) is chosen again for the new weights.
+        The inference path (bf16, channels-last, compile) is chosen again, for the new weights, on next use.
         """
         extras = load_checkpoint(self.network, path, map_location=self.device)
         if "temperature" in extras:
             self.temperature = float(extras["temperature"])
         self.network.eval()
-        self._accelerate()
+        with self._runner_lock:
+            self._runner, self._acceleration = None, {}
         return self
 
-    def _accelerate(self) -> None:
-        """Choose the fastest path that gives the eager fp32 masks for the current weights (see ``amp``)."""
-        from pipeline.inference.acceleration import OptimizedNetwork, optimize_for_inference
+    @property
+    def runner(self) -> nn.Module:
+        """The network as inference runs it: the fastest path whose masks match eager fp32 (see ``amp``).
 
-        network = self.network.network if isinstance(self.network, OptimizedNetwork) else self.network
-        n = 2 if self.device.type != "cuda" else 8
-        self.network, self.acceleration = optimize_for_inference(
-            network, self.device, (n, 1, self.image_size, self.image_size), low_precision=self.amp,
-            cpu_bf16=self.amp, example=self._check_batch(n) if self.amp else None,
-        )
+        Chosen on first use (so once per loaded set of weights) by
+        :func:`~pipeline.inference.acceleration.optimize_for_inference`; it shares its weights with :attr:`network`
+        or holds a copy of them.
+        """
+        with self._runner_lock:
+            if self._runner is None:
+                from pipeline.inference.acceleration import optimize_for_inference
+
+                n = 2 if self.device.type != "cuda" else 8
+                self._runner, self._acceleration = optimize_for_inference(
+                    self.network, self.device, (n, 1, self.image_size, self.image_size), low_precision=self.amp,
+                    cpu_bf16=self.amp, example=self._check_batch(n) if self.amp else None,
+                )
+            return self._runner
+
+    @property
+    def acceleration(self) -> dict[str, Any]:
+        """What the choice of :attr:`runner` measured: ``chosen`` (e.g. ``"bf16"``), differences, timings, errors."""
+        _ = self.runner
+        return self._acceleration
 
     def _check_batch(self, n: int) -> torch.Tensor | None:
         """``n`` real radiographs from the embedded sample, preprocessed: what low precision is checked on.
@@ -236,7 +264,7 @@ class Predictor:
     def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(B, C, S, S)`` for a preprocessed batch ``(B, 1, S, S)``."""
         batch = torch.as_tensor(batch).to(self.device, non_blocking=True)
-        logits = self.network(batch).float() / self.temperature  # autocast, if chosen, is inside the network
+        logits = self.runner(batch).float() / self.temperature  # autocast, if chosen, is inside the runner
         return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=1)
 
     def finish(self, image: XRayImage, prob_small: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -197,7 +197,7 @@ def test_a_stored_network_needs_no_override(tmp_path):
     settings = ModelSettings(image_size=48, network_name="xnet", network_kwargs=kwargs)
     torch.save({"model": net.state_dict(), "settings": settings.state_dict()}, tmp_path / "model.pt")
     predictor = Predictor.from_bundle(LUNG_BUNDLE, checkpoint=tmp_path / "model.pt", device="cpu", amp=False)
-    assert isinstance(predictor.network.network, XNet) and predictor.image_size == 48
+    assert isinstance(predictor.network, XNet) and predictor.image_size == 48
     assert predictor.model_name == "xnet"
     image = np.zeros((70, 90), np.float32)
     image[10:60, 10:80] = 1.0
