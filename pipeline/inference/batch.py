@@ -613,6 +613,7 @@ class BatchRunner:
         """Decode (workers), segment (batches) and write (threads) ``work``; returns the number segmented."""
         if not work:
             return 0
+        _ = self.predictor.runner  # choose the inference path (bf16, compile, ...) now, outside the timed model step
         dataset = _DecodeDataset(
             work,
             self._preprocess,
