@@ -29,7 +29,7 @@ the true Dice; :func:`uncertainty_dice_correlation` measures that (Spearman).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,10 +37,19 @@ import torch
 from scipy import ndimage
 from scipy.stats import spearmanr
 
+from pipeline.metrics.qc_reference import check_reference
 from pipeline.metrics.utils import as_numpy, class_probabilities
 
 __all__ = [
+    "DARK_LEVEL",
+    "UNCERTAIN_CONFIDENCE",
+    "assess",
+    "border_contact",
+    "outside_body",
     "prediction_quality",
+    "qc_scores",
+    "tta_disagreement",
+    "uncertain_fraction",
     "AREA_FRACTION_RANGE",
     "ENTROPY_MAX",
     "EXPECTED_COMPONENTS",
@@ -215,3 +224,173 @@ def prediction_quality(prob_small: torch.Tensor | np.ndarray, threshold: float =
         "n_components": qc["n_components"],
         "area_fraction": qc["area_fraction"],
     }
+
+
+# ---- label-free scores judged against the model's own validation reference (pipeline.metrics.qc_reference) ----
+
+UNCERTAIN_CONFIDENCE: float = 0.9
+"""A pixel is uncertain when its most likely class has a (calibrated) probability below this (binary: 0.1 < p < 0.9)."""
+
+DARK_LEVEL: float = 0.12
+"""Background outside the body: pixels darker than this fraction of the image's intensity range, connected to the
+image edge (the direct-exposure strips beside the body in OpenIST are at 0-0.05; lung fields at 0.2-0.7)."""
+
+_FALLBACK_NOTE = "no QC reference in this model: only the anatomical limits apply"
+
+
+def uncertain_fraction(prob: np.ndarray | torch.Tensor, confidence: float = UNCERTAIN_CONFIDENCE) -> float:
+    """Fraction of pixels whose most likely class has probability below ``confidence``."""
+    return float((class_probabilities(prob).max(0) < confidence).mean())
+
+
+def _ring_width(shape: tuple[int, ...]) -> int:
+    return max(1, min(shape[-2:]) // 64)
+
+
+def border_contact(mask: np.ndarray) -> float:
+    """Fraction of the image's outer ring (``side // 64`` pixels wide, at least 1) that is lung.
+
+    Lungs lie inside the chest; a lung mask along the image edge is a false positive on the dark background beside
+    the body, or a lung cut off by the field of view.
+    """
+    m = np.asarray(mask).astype(bool)
+    w = _ring_width(m.shape)
+    ring = np.ones(m.shape, dtype=bool)
+    ring[w:-w, w:-w] = False
+    return float(m[ring].mean())
+
+
+def outside_body(mask: np.ndarray, image: np.ndarray | torch.Tensor, dark_level: float = DARK_LEVEL) -> float:
+    """Fraction of the predicted lung lying on the dark background outside the body.
+
+    Background: pixels darker than ``dark_level`` of the image's intensity range (after min-max scaling of the
+    network input) that are connected (8-neighbourhood) to the image edge, grown by one ring width.
+
+    Args:
+        mask: ``(H, W)`` predicted lung.
+        image: ``(H, W)`` or ``(1, H, W)`` network input (any intensity scale; it is rescaled to [0, 1] here).
+        dark_level: see :data:`DARK_LEVEL`.
+
+    Returns:
+        0 for an empty mask.
+    """
+    m = np.asarray(mask).astype(bool)
+    if not m.any():
+        return 0.0
+    img = as_numpy(image).astype(np.float64).reshape(m.shape)
+    lo, hi = float(img.min()), float(img.max())
+    if hi <= lo:
+        return 0.0
+    dark = (img - lo) / (hi - lo) < dark_level
+    lab, _ = ndimage.label(dark, structure=np.ones((3, 3), bool))
+    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    background = np.isin(lab, edge[edge > 0])
+    background = ndimage.binary_dilation(background, np.ones((3, 3), bool), iterations=_ring_width(m.shape))
+    return float((m & background).sum() / m.sum())
+
+
+def tta_disagreement(mask: np.ndarray, tta_prob: np.ndarray | torch.Tensor, threshold: float = 0.5) -> float:
+    """``1 - Dice`` between the mask and the mask of a test-time-augmented prediction (e.g. of the flipped image,
+    flipped back); 0 when both are empty."""
+    m = np.asarray(mask).astype(bool)
+    p = class_probabilities(tta_prob)
+    t = (p[1] > threshold) if p.shape[0] == 2 else (p.argmax(0) == 1)
+    denom = m.sum() + t.sum()
+    return 0.0 if denom == 0 else float(1.0 - 2.0 * (m & t).sum() / denom)
+
+
+def qc_scores(
+    prob: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor,
+    image: np.ndarray | torch.Tensor | None = None,
+    tta_prob: np.ndarray | torch.Tensor | None = None,
+    lung_label: int = 1,
+) -> dict[str, float]:
+    """Every label-free QC score of one prediction, at the network's resolution.
+
+    Args:
+        prob: ``(C, H, W)`` calibrated probabilities.
+        mask: ``(H, W)`` predicted label map.
+        image: ``(H, W)`` or ``(1, H, W)`` network input; without it ``outside_body`` is NaN.
+        tta_prob: ``(C, H, W)`` probabilities of an augmented copy, mapped back (flipped back); without it
+            ``tta_disagreement`` is NaN.
+        lung_label: value of the lung in ``mask``.
+
+    Returns:
+        ``confidence`` (mean max-probability), ``mean_entropy``, ``uncertainty`` (:func:`uncertainty_score`),
+        ``uncertain_fraction``, ``area_fraction``, ``lr_ratio`` (NaN when empty), ``n_components``,
+        ``border_contact``, ``outside_body``, ``tta_disagreement``.
+    """
+    p = class_probabilities(prob)
+    m = as_numpy(mask)
+    lung = m == lung_label
+    return {
+        "confidence": float(p.max(0).mean()),
+        "mean_entropy": mean_entropy(prob),
+        "uncertainty": uncertainty_score(prob, m),
+        "uncertain_fraction": uncertain_fraction(prob),
+        "area_fraction": float(lung.mean()),
+        "lr_ratio": left_right_ratio(lung),
+        "n_components": component_count(lung)[0],
+        "border_contact": border_contact(lung),
+        "outside_body": float("nan") if image is None else outside_body(lung, image),
+        "tta_disagreement": float("nan") if tta_prob is None else tta_disagreement(lung, tta_prob),
+    }
+
+
+def _fallback_flags(scores: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Fixed anatomical limits (from the ground truth of JSRT/SCR and OpenIST) for a model without a reference."""
+    flags, reasons = [], []
+    lo, hi = AREA_FRACTION_RANGE
+    area = scores["area_fraction"]
+    if not lo <= area <= hi:
+        flags.append("area_fraction")
+        reasons.append(f"lung area {100 * area:.1f} % outside {100 * lo:.0f}-{100 * hi:.0f} % ({_FALLBACK_NOTE})")
+    if scores["area_fraction"] > 0 and not scores["lr_ratio"] >= LR_RATIO_MIN:
+        flags.append("lr_ratio")
+        reasons.append(f"left/right lung balance {scores['lr_ratio']:.2f} < {LR_RATIO_MIN:.2f} ({_FALLBACK_NOTE})")
+    return flags, reasons
+
+
+def assess(
+    prob_small: np.ndarray | torch.Tensor,
+    mask_small: np.ndarray | torch.Tensor,
+    reference: Mapping[str, Any] | None = None,
+    tta_prob: np.ndarray | torch.Tensor | None = None,
+    image_small: np.ndarray | torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """Confidence, QC flags and their reasons for one prediction: what the manifest and the review page show.
+
+    The one QC entry point of inference. Scores come from :func:`qc_scores`; flags fire against the model's own
+    validation reference (``ModelArtifact.qc_reference``, see :mod:`pipeline.metrics.qc_reference`). Without a
+    reference (a model trained before references existed) only fixed anatomical limits apply, and the entropy is
+    not judged (its level depends on the model's calibration). An empty lung mask is always flagged.
+
+    Args:
+        prob_small: ``(C, S, S)`` calibrated probabilities at the network's resolution
+            (:func:`pipeline.postprocessing.calibration.apply_calibration`).
+        mask_small: ``(S, S)`` label map at that resolution (after any cleanup).
+        reference: the model's QC reference, or ``None``.
+        tta_prob: ``(C, S, S)`` calibrated probabilities of the horizontally flipped input, flipped back.
+        image_small: ``(1, S, S)`` or ``(S, S)`` network input, for ``outside_body``.
+
+    Returns:
+        ``confidence``, ``qc_flags`` (list of score names, plus ``empty_mask``), ``qc_reasons`` (one sentence per
+        flag), and every score of :func:`qc_scores`.
+
+    Example::
+
+        >>> q = assess(prob_small, mask_small, artifact.qc_reference, tta_prob=flipped, image_small=x)
+        >>> q["qc_reasons"]
+        ['uncertain pixels 14.2 % > 6.1 % (at most 4.9 % on validation)']
+    """
+    scores = qc_scores(prob_small, mask_small, image=image_small, tta_prob=tta_prob)
+    if reference and reference.get("scores"):
+        flags, reasons = check_reference(scores, reference)
+    else:
+        flags, reasons = _fallback_flags(scores)
+    if scores["area_fraction"] == 0:
+        flags.insert(0, "empty_mask")
+        reasons.insert(0, "no lung found")
+    return {"confidence": scores["confidence"], "qc_flags": flags, "qc_reasons": reasons,
+            **{k: v for k, v in scores.items() if k != "confidence"}}
