@@ -76,6 +76,8 @@ def run_predict(args: argparse.Namespace) -> int:
         warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom")
     try:
         overrides = parse_overrides(args.override)
+        if getattr(args, "cleanup", None) is not None:
+            overrides["cleanup"] = args.cleanup
     except ValueError as err:
         logger.error("%s", err)
         return 2
@@ -157,6 +159,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None,
                         help="torch device: cpu, cuda, cuda:1 (default: CUDA when available; one GPU per process "
                              "under torchrun)")
+    parser.add_argument("--cleanup", action=argparse.BooleanOptionalAction, default=None,
+                        help="lung cleanup: keep the two largest components and fill holes (default: the model's "
+                             "own setting, chosen by measurement and stored in its artifact)")
     parser.add_argument("--no-amp", action="store_true",
                         help="fp32 throughout. By default low precision runs where it gives the fp32 masks "
                              "(checked before the first batch): bf16/fp16 on CUDA, bf16 on CPUs with native bf16 "

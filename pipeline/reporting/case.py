@@ -11,6 +11,7 @@ import torch
 
 from pipeline.metrics.utils import as_numpy
 from pipeline.postprocessing.cleanup import LungCleanup
+from pipeline.postprocessing.calibration import apply_calibration
 from pipeline.postprocessing.temperature import load_temperature, rescale_probabilities
 from pipeline.postprocessing.thresholds import apply_class_thresholds
 
@@ -69,6 +70,9 @@ class ReportVariant:
         thresholds: per-class thresholds (:func:`pipeline.postprocessing.apply_class_thresholds`); ``None`` = 0.5 /
             arg-max.
         cleanup: ``True`` or :class:`pipeline.postprocessing.LungCleanup` keyword arguments to clean lung masks.
+        calibration: a calibration description (``ModelArtifact.calibration``) or a model file whose artifact holds
+            one, applied to the case probabilities through
+            :func:`pipeline.postprocessing.calibration.apply_calibration`; ``None`` = as given.
 
     Example::
 
@@ -80,6 +84,7 @@ class ReportVariant:
     temperature: float | str | None = None
     thresholds: float | Sequence[float | None] | Mapping[int, float] | None = None
     cleanup: bool | Mapping[str, Any] = False
+    calibration: Mapping[str, Any] | str | None = None
     _cleaner: LungCleanup | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +104,13 @@ class ReportVariant:
         if self.temperature is not None and not isinstance(self.temperature, (int, float)):
             self.temperature = load_temperature(self.temperature)
         p = prob if self.temperature is None else rescale_probabilities(prob, float(self.temperature))
+        if self.calibration is not None:
+            if not isinstance(self.calibration, Mapping):
+                from pipeline.model import read_artifact
+
+                self.calibration = read_artifact(self.calibration).calibration
+            p = np.asarray(apply_calibration(np.ascontiguousarray(p, dtype=np.float32), self.calibration,
+                                             from_logits=False))
         pred = apply_class_thresholds(torch.from_numpy(np.ascontiguousarray(p)), self.thresholds)
         if self._cleaner is not None:
             pred = self._cleaner(pred)
@@ -116,4 +128,6 @@ class ReportVariant:
             "temperature": self.temperature,
             "thresholds": thr,
             "cleanup": dict(self.cleanup) if isinstance(self.cleanup, Mapping) else bool(self.cleanup),
+            "calibration": str(self.calibration.get("method", "none")) if isinstance(self.calibration, Mapping)
+            else ("none" if self.calibration is None else "from model file"),
         }

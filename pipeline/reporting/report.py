@@ -213,6 +213,7 @@ def _comparison_row(name: str, res: ReportResult) -> dict[str, Any]:
     return {
         "variant": name,
         "temperature": v["temperature"],
+        "calibration": v.get("calibration", "none"),
         "cleanup": bool(v["cleanup"]),
         "thresholds": str(v["thresholds"]),
         "dice_mean": mean("dice"),
@@ -223,6 +224,9 @@ def _comparison_row(name: str, res: ReportResult) -> dict[str, Any]:
         "asd_px_mean": mean("asd_px"),
         "ece_mean": mean("ece"),
         "ece_top_label_pooled": float(s["calibration"]["top_label"]["ece"]),
+        # ECE alone hides the lung border (it weights bins by pixel count): ACE and MCE of the lung class beside it
+        **{f"{k}_lung_pooled": float(np.nanmean(np.asarray(s["calibration"]["per_class"][k])[1:]))
+           for k in ("ece", "ace", "mce")},
         "n_flagged": int(s["qc"]["n_flagged"]),
         "uncertainty_dice_rho": float(s["uncertainty_dice_spearman"]["spearman_rho"]),
     }
