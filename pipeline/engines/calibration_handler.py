@@ -118,8 +118,9 @@ def _store(checkpoint: Path, calibration: Mapping[str, Any], reference: Mapping[
     from pipeline.model import read_artifact, update_model
 
     artifact = read_artifact(checkpoint)
-    temperature = float(calibration["temperature"]) if calibration["method"] == "temperature" else 1.0
-    new = artifact.replace(calibration=dict(calibration), qc_reference=dict(reference), temperature=temperature)
+    # the calibration (a temperature among them) lives in ``calibration`` only: inference applies it once, through
+    # apply_calibration(logits, artifact.calibration); ``temperature`` stays for models calibrated before it existed
+    new = artifact.replace(calibration=dict(calibration), qc_reference=dict(reference))
     update_model(checkpoint, new)
     return f"revision {new.revision}"
 

@@ -1,6 +1,20 @@
-"""Per-image quality-control flags for predicted lung masks, and an uncertainty score that should track Dice.
+"""Per-image quality control of predicted lung masks: label-free scores, flags against the model's own reference.
 
 No ground truth is needed: these run on every inference output and mark the images a reader should look at.
+
+**Inference uses** :func:`assess` (the one entry point): calibrated probabilities and mask at the network's
+resolution, the model's ``qc_reference`` (stored at the end of training from its validation images, see
+:mod:`pipeline.metrics.qc_reference`), optionally the flipped-image prediction and the network input. It returns
+``confidence``, ``qc_flags``, ``qc_reasons`` (one sentence per flag, e.g. ``"uncertain pixels 14.2 % > 6.1 % (at most
+4.9 % on validation)"``) and the scores of :func:`qc_scores`: ``uncertain_fraction`` (pixels whose top class is below
+:data:`UNCERTAIN_CONFIDENCE`), ``mean_entropy``, ``area_fraction``, ``lr_ratio``, ``border_contact`` (lung along the
+image edge), ``outside_body`` (lung on the dark background beside the body), ``tta_disagreement`` (``1 - Dice`` with
+the flipped-image prediction). Flags fire beyond the validation range, never against fixed constants; an empty mask is
+always flagged.
+
+**Kept for the evaluation report and older callers** (:func:`qc_flags`, :func:`prediction_quality`): the fixed limits
+below, from the ground truth of the data sets. Their entropy limit flags every image of an uncalibrated model; new
+code should use :func:`assess`.
 
 Scores and thresholds (module-level constants, chosen from the ground-truth masks of JSRT/SCR (247 images) and
 OpenIST (275 images) at 256 x 256, where lung area fractions span 0.15-0.46, left/right half ratios 0.54-1.0, and every
