@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=["none", "temperature", "boundary_temperature", "isotonic"])
     p.add_argument("--qc-method", default=None, help="calibration used for QC (default: the training default)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--cache", action="store_true",
+                   help="keep the network outputs in OUT/outputs.npz and reuse them on the next run (same model)")
     return p.parse_args(argv)
 
 
@@ -144,7 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     sets = {"validation": _datalist_section(args.datalist, "validation"), "jsrt_test": _jsrt_test(args.data),
             "openist": _openist(args.data)}
     t0 = time.perf_counter()
-    outputs = {name: run_network(network, items, artifact, args.batch_size) for name, items in sets.items()}
+    cache = args.out / "outputs.npz"
+    if args.cache and cache.is_file():
+        flat = np.load(cache)
+        outputs = {name: {k: flat[f"{name}/{k}"] for k in ("logits", "flipped", "labels", "images")} for name in sets}
+    else:
+        outputs = {name: run_network(network, items, artifact, args.batch_size) for name, items in sets.items()}
+        if args.cache:
+            np.savez(cache, **{f"{n}/{k}": v for n, o in outputs.items() for k, v in o.items()})
     logger.info("network outputs for %s in %.0f s", {k: len(v) for k, v in sets.items()}, time.perf_counter() - t0)
     val = outputs["validation"]
     results: dict[str, Any] = {

@@ -4,12 +4,12 @@ from pipeline.engines.epoch_log import EpochSummaryHandler
 from pipeline.engines.progress import ProgressBarHandler
 from pipeline.engines.schedule import SCHEDULES, build_scheduler, is_epoch_level
 from pipeline.engines.temperature_fit import TemperatureFitHandler, store_temperature
-from pipeline.engines.calibration_handler import DEFAULT_CALIBRATION, CalibrationHandler, calibrate_model
+from pipeline.engines.calibration_handler import DEFAULT_CALIBRATION, DEFAULT_CLEANUP, CalibrationHandler, calibrate_model
 
 __all__ = ["SCHEDULES", "EpochSummaryHandler", "ProgressBarHandler",
     "TemperatureFitHandler", "build_scheduler", "is_epoch_level",
     "store_temperature"]
-__all__ += ["DEFAULT_CALIBRATION", "CalibrationHandler", "calibrate_model"]
+__all__ += ["DEFAULT_CALIBRATION", "DEFAULT_CLEANUP", "CalibrationHandler", "calibrate_model"]
 from pipeline.engines.device_path import DATA_PATHS, DetachOutputd, DevicePrepareBatch, amp_kwargs, resolve_data_path
 
 __all__ += ["DATA_PATHS", "DetachOutputd", "DevicePrepareBatch", "amp_kwargs", "resolve_data_path"]

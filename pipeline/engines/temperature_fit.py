@@ -31,16 +31,26 @@ class TemperatureFitHandler:
     """Collect raw logits and labels of an evaluator run, fit ``T`` when it completes, and store it.
 
     Attach it to a ``SupervisedEvaluator`` over the validation split whose post-processing leaves the logits in
-    ``pred`` (no activation). ``T`` goes into the checkpoint (read back by the Predictor at inference) and into
-    ``<checkpoint dir>/temperature.json`` with the validation ECE before and after.
+    ``pred`` (no activation). ``T`` goes into ``<checkpoint dir>/temperature.json`` with the validation ECE before
+    and after (the report's temperature variants read it). The model file is never rewritten: it already carries a
+    version (training stored its calibration, :class:`pipeline.engines.CalibrationHandler`), which predictions record.
+    With ``out``, a new file holds the model with ``T`` as a new artifact revision, and the log says which.
 
     Args:
-        checkpoint: the checkpoint to store ``T`` in.
+        checkpoint: the model whose logits are collected (read only).
         json_path: where to write the JSON; defaults to ``temperature.json`` beside the checkpoint.
         max_pixels: pixels used for the fit (uniform subsample).
+        out: a new model file for the model with ``T`` (a new revision); ``None`` writes no model file.
     """
 
-    def __init__(self, checkpoint: str | Path, json_path: str | Path | None = None, max_pixels: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        json_path: str | Path | None = None,
+        max_pixels: int = 1_000_000,
+        out: str | Path | None = None,
+    ) -> None:
+        self.out = Path(out) if out else None
         self.checkpoint = Path(checkpoint)
         self.json_path = Path(json_path) if json_path else self.checkpoint.with_name("temperature.json")
         self.max_pixels = max_pixels
@@ -72,10 +82,16 @@ class TemperatureFitHandler:
         labels = torch.stack([torch.as_tensor(y) for y in self._labels]).round().long()
         self.temperature = fit_temperature(logits, labels, max_pixels=self.max_pixels)
         stats = calibration_before_after(logits, labels, self.temperature)
-        store_temperature(self.checkpoint, self.temperature)
+        if self.out is not None and self.out.resolve() == self.checkpoint.resolve():
+            raise ValueError(f"out={self.out} is the evaluated model file itself: a model file that has a version is "
+                             "never rewritten; give a new file name.")
+        written = store_temperature(self.checkpoint, self.temperature, out=self.out) if self.out else None
         save_temperature(self.json_path, self.temperature, **{k: v for k, v in stats.items() if k != "temperature"},
                          split="validation", images=len(self._logits))
+        trained = read_artifact(self.checkpoint).calibration.get("method", "none")
         logger.info(
-            "temperature scaling: T = %.3f on %d validation images (ECE %.4f -> %.4f); stored in %s",
-            self.temperature, len(self._logits), stats["ece_before"], stats["ece_after"], self.checkpoint,
+            "temperature scaling: T = %.3f on %d validation images (ECE %.4f -> %.4f), written to %s; %s unchanged "
+            "(calibration stored at training: %s)%s",
+            self.temperature, len(self._logits), stats["ece_before"], stats["ece_after"], self.json_path,
+            self.checkpoint.name, trained, f"; model with T written to the new file {written}" if written else "",
         )

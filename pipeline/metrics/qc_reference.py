@@ -7,9 +7,15 @@ per score, the sorted values and the limits a new image is judged against:
 * a score that is bad when high (uncertain pixels, entropy, lung on the image border or on the dark background,
   disagreement with the flipped image) is flagged above ``max + slack``;
 * a score that is bad when low (left/right balance) below ``min - slack``; the lung area on both sides;
-* ``slack = max(tolerance, SLACK * (max - min))``: a validation split has 4 to a few dozen images, so its extreme
-  is a noisy estimate of the extreme of the population; ``tolerance`` (per score, in the score's units) keeps a
-  reference whose values are all equal (e.g. no lung on the border at all) from flagging a single pixel.
+* ``slack = max(tolerance, SLACK * (max - min))``, with ``SLACK = 1``: the validation range extended by its own
+  width on the bad side. A validation split has 4 to a few dozen images, so its extreme is a noisy estimate of the
+  extreme of the population; ``tolerance`` (per score, in the score's units) keeps a reference whose values are all
+  equal (e.g. no lung on the border at all) from flagging a single pixel. The lung area's tolerance is wide
+  (10 points): it varies with the field of view between hospitals, not only with the segmentation.
+
+Chosen by measurement (``scripts/benchmark_qc.py``, ``docs/results.md``): SLACK 0.25 flagged 37 % of JSRT test for a
+model with 4 validation images, SLACK 1 flags 6 % while catching 87 % of the OpenIST images below JSRT test's
+5th-percentile Dice.
 
 The reference is a small JSON-serialisable dict (``ModelArtifact.qc_reference``); :func:`check_reference` turns scores
 into flag names and one-line reasons such as ``"uncertain pixels 14.2 % > 6.1 % (at most 4.9 % on validation)"``.
@@ -33,7 +39,7 @@ __all__ = [
     "format_score",
 ]
 
-SLACK: float = 0.25
+SLACK: float = 1.0
 """Margin beyond the validation range, as a fraction of that range (see the module docstring)."""
 
 
@@ -61,7 +67,7 @@ QC_SCORES: dict[str, QCScore] = {
     for s in (
         QCScore("uncertain_fraction", "uncertain pixels", "high", "percent", 0.005),
         QCScore("mean_entropy", "mean entropy", "high", "ratio", 0.005),
-        QCScore("area_fraction", "lung area", "both", "percent", 0.02),
+        QCScore("area_fraction", "lung area", "both", "percent", 0.10),
         QCScore("lr_ratio", "left/right lung balance", "low", "ratio", 0.05),
         QCScore("border_contact", "lung along the image border", "high", "percent", 0.01),
         QCScore("outside_body", "lung on dark background outside the body", "high", "percent", 0.01),

@@ -20,7 +20,7 @@ from pipeline.transforms import preprocessing
 from xray_test_paths import LUNG_BUNDLE, SAMPLE_DIR
 
 CONFIGS = LUNG_BUNDLE / "configs"
-SIZE = 64
+SIZE = 32
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def trained(tmp_path_factory) -> tuple[Path, dict]:
         config_file=str(CONFIGS / "train.yaml"), meta_file=str(CONFIGS / "metadata.json"),
         logging_file=str(CONFIGS / "logging.conf"), run_id="training", workflow_type=None,
         bundle_root=str(LUNG_BUNDLE), dataset_dir="sample", output_dir=f"$'{tmp / 'eval'}'",
-        ckpt_dir=str(tmp / "models"), image_size=SIZE, max_epochs=12, batch_size=4, num_workers=0,
-        network_kwargs={"features": [8, 8, 16, 32, 64, 8]}, learning_rate=3e-4, early_stop_patience=0,
+        ckpt_dir=str(tmp / "models"), image_size=SIZE, max_epochs=4, batch_size=4, num_workers=0,
+        network_kwargs={"features": [8, 8, 16, 32, 64, 8]}, learning_rate=1e-3, early_stop_patience=0,
     )
     wf.initialize()
     wf.run()
