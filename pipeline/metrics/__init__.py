@@ -27,13 +27,16 @@ from pipeline.metrics.qc import (
     LR_RATIO_MIN,
     MIN_COMPONENT_FRACTION,
     QC_FLAGS,
+    assess,
     component_count,
     left_right_ratio,
     mean_entropy,
     qc_flags,
+    qc_scores,
     uncertainty_dice_correlation,
     uncertainty_score,
 )
+from pipeline.metrics.qc_reference import QC_SCORES, build_qc_reference, check_reference
 from pipeline.metrics.roc import PIXELS_PER_IMAGE, ROC_SAMPLE_SIZE, PixelSampler, ROCCurve, pixel_roc, roc_curve_points
 from pipeline.metrics.surface import HD_PERCENTILE, SURFACE_STATUSES, surface_distances
 from pipeline.metrics.utils import (
@@ -97,3 +100,4 @@ __all__ = [
     "uncertainty_score",
     "validation_metrics",
 ]
+__all__ += ["QC_SCORES", "assess", "build_qc_reference", "check_reference", "qc_scores"]
