@@ -208,7 +208,7 @@ class CalibrationHandler:
         inner = network.module if hasattr(network, "module") else network
         artifact, weights = load_model(self.checkpoint)
         inner.load_state_dict(weights)
-        data = self._collect(network)
+        data = self._collect(inner)  # the bare module: a DDP wrapper would wait for the other ranks
         if "logits" not in data:
             logger.warning("no validation images: the model was not calibrated")
             return
