@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +202,12 @@ def _write_variant(
     return ReportResult(out_dir, files, summary, rows)
 
 
+def _foreground(values: Any) -> float:
+    """Mean over the foreground classes of per-class values (``{class name: value}``, background first)."""
+    v = np.atleast_1d(np.asarray(list(values.values()) if isinstance(values, Mapping) else values, dtype=np.float64))
+    return float(np.nanmean(v[1:] if v.size > 1 else v))
+
+
 def _comparison_row(name: str, res: ReportResult) -> dict[str, Any]:
     s = res.summary
     pi = s["per_image"]
@@ -225,8 +231,7 @@ def _comparison_row(name: str, res: ReportResult) -> dict[str, Any]:
         "ece_mean": mean("ece"),
         "ece_top_label_pooled": float(s["calibration"]["top_label"]["ece"]),
         # ECE alone hides the lung border (it weights bins by pixel count): ACE and MCE of the lung class beside it
-        **{f"{k}_lung_pooled": float(np.nanmean(np.asarray(s["calibration"]["per_class"][k])[1:]))
-           for k in ("ece", "ace", "mce")},
+        **{f"{k}_lung_pooled": _foreground(s["calibration"]["per_class"][k]) for k in ("ece", "ace", "mce")},
         "n_flagged": int(s["qc"]["n_flagged"]),
         "uncertainty_dice_rho": float(s["uncertainty_dice_spearman"]["spearman_rho"]),
     }
