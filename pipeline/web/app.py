@@ -13,8 +13,10 @@ Pages (server-rendered Jinja2, a little vanilla JavaScript, no front-end build):
 ``GET /api/health``                liveness, model name and version
 =================================  ====================================================================================
 
-Every answer carries ``Cache-Control: no-store`` (pictures of patients must not linger in browser caches), a strict
-Content-Security-Policy (scripts and styles only from ``/static``) and ``X-Content-Type-Options: nosniff``.
+Every answer, errors included, carries ``Cache-Control: no-store`` (pictures of patients must not linger in browser
+caches), a strict Content-Security-Policy (scripts and styles only from ``/static``), ``X-Content-Type-Options:
+nosniff``, ``X-Frame-Options: DENY`` and ``Referrer-Policy: no-referrer`` (:mod:`pipeline.web.guard`, which also
+answers only the allowed host names and refuses cross-origin POSTs).
 
 Examples::
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,9 @@ from starlette.datastructures import UploadFile
 
 from pipeline.inference.predictor import Predictor
 from pipeline.web.case import LOW_CONFIDENCE, QC_FLAG_TEXT, CaseView
+from pipeline.web.capacity import UploadSlots, default_upload_slots
 from pipeline.web.errors import WebError, install_error_handlers
+from pipeline.web.guard import RequestGuard
 from pipeline.web.review import FILE_KINDS, PAGE_SIZE, BatchResults, filter_rows, review_order
 from pipeline.web.upload import (
     ACCEPTED_FORMATS,
@@ -60,16 +65,6 @@ DEFAULT_MAX_UPLOAD_MB: float = 64.0
 
 _HERE = Path(__file__).resolve().parent
 
-_SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'; connect-src 'self'"
-    ),
-}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -114,6 +109,10 @@ def create_app(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     upload_tmp_dir: str | Path | None = None,
     title: str = "X-ray lung segmentation",
+    allowed_hosts: Sequence[str] | None = None,
+    max_pixels: int | None = None,
+    upload_slots: int | None = None,
+    upload_wait_s: float = 10.0,
 ) -> FastAPI:
     """Build the web application.
 
@@ -124,6 +123,13 @@ def create_app(
         max_upload_mb: largest accepted upload in MB (larger requests get 413). Defaults to 64.
         upload_tmp_dir: parent of the per-request temporary folders; ``None`` for the system's temporary folder.
         title: the site title.
+        allowed_hosts: host names answered (``Host`` header, port ignored); ``None`` for 127.0.0.1, localhost and
+            ::1. Other names get 400, so a DNS-rebinding page cannot read the pages.
+        max_pixels: pixel limit of an upload, checked on its header before decoding (``None``: the batch's
+            default of ``pipeline.io.limits``).
+        upload_slots: uploads decoded and segmented at once (``None``: what the free memory holds, 1-4); others
+            wait up to ``upload_wait_s`` seconds, then get 503.
+        upload_wait_s: see ``upload_slots``.
 
     Returns:
         The FastAPI application (serve it with uvicorn, bound to localhost unless the network is trusted).
@@ -148,15 +154,10 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     install_error_handlers(app)
     app.add_middleware(UploadLimitMiddleware, max_bytes=max_bytes)
-
-    @app.middleware("http")
-    async def _security_headers(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        for key, value in _SECURITY_HEADERS.items():
-            if key == "Cache-Control" and request.url.path.startswith("/static/"):
-                continue
-            response.headers.setdefault(key, value)
-        return response
+    app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)  # outermost: every answer passes through it
+    slots = UploadSlots(upload_slots or default_upload_slots(), wait_s=upload_wait_s)
+    app.state.upload_slots = slots
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # it logs UIDs at INFO for every SEG it builds
 
     def context(**values: Any) -> dict[str, Any]:
         return {
@@ -195,7 +196,7 @@ def create_app(
                 async with await anyio.open_file(target, "wb") as out:
                     while chunk := await upload.read(1 << 20):
                         await out.write(chunk)
-                return await run_in_threadpool(segment_upload, predictor, target, name)
+                return await run_in_threadpool(_segment_in_slot, slots, predictor, target, name, max_pixels)
 
     # ---- pages --------------------------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -261,6 +262,12 @@ def create_app(
         }
 
     return app
+
+
+def _segment_in_slot(slots: UploadSlots, predictor: Predictor, path: Path, name: str,
+                     max_pixels: int | None) -> CaseView:
+    with slots.hold():
+        return segment_upload(predictor, path, name, max_pixels)
 
 
 def _listing(results: BatchResults, status: str, review: bool, q: str, page: int) -> dict[str, Any]:

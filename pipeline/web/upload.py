@@ -238,7 +238,7 @@ def _selection_note(path: Path) -> str | None:
     return None if selected else f"The batch command would skip this file ({reason}); the model may not fit it."
 
 
-def segment_upload(predictor: Predictor, path: Path, title: str) -> CaseView:
+def segment_upload(predictor: Predictor, path: Path, title: str, max_pixels: int | None = None) -> CaseView:
     """Segment an uploaded file (already saved at ``path``) and render its detail view.
 
     The file is read by :func:`pipeline.io.read_image` (owned DICOM photometrics) and segmented by
@@ -248,14 +248,19 @@ def segment_upload(predictor: Predictor, path: Path, title: str) -> CaseView:
         predictor: the Predictor.
         path: the saved upload.
         title: page heading (the sanitised client file name).
+        max_pixels: pixel limit checked on the header before decoding (``None``: the batch's default).
 
     Returns:
         The view, with every picture and download inline.
 
     Raises:
-        WebError: 400/415 for empty, unrecognised, unreadable or unsupported files.
+        WebError: 400/415 for empty, unrecognised, unreadable or unsupported files; 413 for images whose header
+            claims more pixels than ``max_pixels``.
     """
+    from pipeline.web.capacity import check_upload_pixels
+
     fmt = check_content(path)
+    check_upload_pixels(path, fmt, max_pixels)
     t0 = time.perf_counter()
     image = _read(path, bool(predictor.voi))
     t1 = time.perf_counter()

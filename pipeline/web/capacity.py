@@ -1,0 +1,130 @@
+"""What one upload may cost the server: a pixel limit checked before decoding, and a bounded number of uploads at once.
+
+A compressed file can claim any size: a 140 kB PNG of 12000² or a 195 kB deflated DICOM of 10000² would make the
+decoders and the resize allocate gigabytes. Before anything is decoded, :func:`claimed_pixels` reads the size the
+header claims (Pillow's lazy open, pydicom without pixel data) and :func:`check_upload_pixels` refuses it above the
+batch's pixel limit (``pipeline.io.limits.check_pixel_count``, default 100 Mpx) with a 413 that says so.
+
+:class:`UploadSlots` bounds how many uploads are decoded and segmented at the same time (each holds a few bytes per
+pixel of its image); a request that finds every slot taken waits a little, then gets 503 with ``Retry-After``
+instead of pushing the machine into an out-of-memory kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.web.errors import WebError
+
+try:  # engineer i14's limit (issue 14, item 7); the shim only until it is on main
+    from pipeline.io.limits import check_pixel_count
+except ImportError:  # pragma: no cover - removed after merging main
+    from pipeline.web._pixel_limit_shim import check_pixel_count
+
+__all__ = ["UploadSlots", "check_upload_pixels", "claimed_pixels", "default_upload_slots"]
+
+logger = logging.getLogger(__name__)
+
+#: Memory one upload of the largest accepted image may take while it is decoded, segmented and rendered (bytes).
+BYTES_PER_UPLOAD: int = 2 * 1024**3
+
+
+def claimed_pixels(path: Path, fmt: str) -> tuple[int, int, int]:
+    """``(rows, cols, frames)`` as the file's header claims them, without decoding pixel data.
+
+    Raises:
+        WebError: 400 when the header cannot be read; 413 when Pillow already calls it a decompression bomb.
+    """
+    if fmt == "dicom":
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+            frames = int(str(ds.get("NumberOfFrames", 1) or 1))
+            samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        except Exception as err:  # noqa: BLE001 - any header damage is the same answer to the user
+            raise WebError(400, f"The DICOM header could not be read ({type(err).__name__}).",
+                           "Unreadable file") from err
+        return rows, cols, max(1, frames) * max(1, samples)
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                cols, rows = img.size
+                frames = int(getattr(img, "n_frames", 1) or 1)
+    except Image.DecompressionBombError as err:
+        raise WebError(413, "The image claims far more pixels than a radiograph has; it was not decoded.",
+                       "Image too large") from err
+    except Exception as err:  # noqa: BLE001
+        raise WebError(400, f"The image header could not be read ({type(err).__name__}).", "Unreadable file") from err
+    return int(rows), int(cols), frames
+
+
+def check_upload_pixels(path: Path, fmt: str, limit: int | None = None) -> tuple[int, int]:
+    """Refuse an upload whose header claims more pixels than ``limit`` (``None``: the batch's default).
+
+    Returns:
+        ``(rows, cols)`` as claimed.
+
+    Raises:
+        WebError: 413 above the limit (nothing was decoded), 400 for an unreadable header.
+    """
+    rows, cols, frames = claimed_pixels(path, fmt)
+    try:
+        check_pixel_count(rows, cols, frames, limit=limit)
+    except Exception as err:  # noqa: BLE001 - the limit's own error type
+        raise WebError(413, f"The image is too large to segment here: {err}. Nothing was decoded. Downsample the "
+                            "file, or raise the limit with --max-pixels.", "Image too large") from err
+    return rows, cols
+
+
+def default_upload_slots(bytes_per_upload: int = BYTES_PER_UPLOAD) -> int:
+    """Uploads processed at once by default: what the available memory holds at :data:`BYTES_PER_UPLOAD` each,
+    at least 1 and at most 4."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1
+    return max(1, min(4, int(available // max(1, bytes_per_upload)) - 1 or 1))
+
+
+class UploadSlots:
+    """A bounded number of uploads processed at once; the others wait up to ``wait_s`` seconds, then get 503.
+
+    Args:
+        slots: uploads processed at the same time (each may take about :data:`BYTES_PER_UPLOAD`).
+        wait_s: how long a request waits for a free slot before 503.
+    """
+
+    def __init__(self, slots: int, wait_s: float = 10.0) -> None:
+        if int(slots) < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}.")
+        self.slots = int(slots)
+        self.wait_s = float(wait_s)
+        self._sem = threading.BoundedSemaphore(self.slots)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold a slot for the block (blocking: call it in a worker thread).
+
+        Raises:
+            WebError: 503 with a Retry-After hint when no slot frees up within ``wait_s``.
+        """
+        if not self._sem.acquire(timeout=self.wait_s):
+            logger.warning("upload refused with 503: %d uploads already in progress", self.slots)
+            raise WebError(503, f"The server is busy with {self.slots} other upload(s); try again in a moment.",
+                           "Busy", headers={"Retry-After": "5"})
+        try:
+            yield
+        finally:
+            self._sem.release()
