@@ -28,9 +28,10 @@ import numpy as np
 
 from pipeline.inference.predictor import Predictor
 from pipeline.io import ImageReadError, UnsupportedImageError, XRayImage, read_image, sniff_format
-from pipeline.web.case import CaseView, Download, build_case_view
+from pipeline.web.case import CaseView, Download, build_case_view, download_stem
 from pipeline.web.errors import WebError, error_response, too_large_message
 from pipeline.web.images import data_url
+from pipeline.web.pixels import dicom_context
 from pipeline.web.inference import segment_image
 
 __all__ = [
@@ -198,7 +199,8 @@ def _read(path: Path, voi: bool) -> XRayImage:
     return image
 
 
-def _seg_download(path: Path, mask: np.ndarray, predictor: Predictor, notes: list[str]) -> Download | None:
+def _seg_download(path: Path, mask: np.ndarray, predictor: Predictor, notes: list[str],
+                  display: str = "") -> Download | None:
     """The DICOM SEG of an uploaded DICOM, built in memory; ``None`` (and a note) when it cannot be made."""
     import io
 
@@ -221,7 +223,8 @@ def _seg_download(path: Path, mask: np.ndarray, predictor: Predictor, notes: lis
         notes.append(f"No DICOM SEG: it could not be built from this file's header ({type(err).__name__}).")
         return None
     data = buffer.getvalue()
-    return Download("seg", "DICOM SEG", seg_filename(header), data_url(data, "application/dicom"), len(data))
+    return Download("seg", "DICOM SEG", f"{download_stem(display)}_seg.dcm" if display else seg_filename(header),
+                    data_url(data, "application/dicom"), len(data))
 
 
 def _selection_note(path: Path) -> str | None:
@@ -272,7 +275,7 @@ def segment_upload(predictor: Predictor, path: Path, title: str, max_pixels: int
         note = _selection_note(path)
         if note:
             notes.append(note)
-        seg = _seg_download(path, result.mask, predictor, notes)
+        seg = _seg_download(path, result.mask, predictor, notes, title)
         if seg is not None:
             downloads.append(seg)
     view = build_case_view(
@@ -288,6 +291,7 @@ def segment_upload(predictor: Predictor, path: Path, title: str, max_pixels: int
         sop_instance_uid=str(image.meta.get("SOPInstanceUID", "")),
         downloads=downloads,
         notes=notes,
+        context=dicom_context(path) if fmt == "dicom" else {},
     )
     view.seconds = {"read": t1 - t0, "segment": t2 - t1, "total": time.perf_counter() - t0}
     logger.info("upload segmented: %s %dx%d, %.2f s, flags %s", fmt, image.shape[0], image.shape[1],
