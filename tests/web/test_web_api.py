@@ -72,7 +72,7 @@ def test_upload_png_returns_overlay_and_stats(client, jsrt_png, upload_root):
     page = client.post("/predict", files={"file": ("chest.png", jsrt_png.read_bytes(), "image/png")},
                        headers={"accept": "text/html"})
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
-    for marker in ('id="mask-layer"', 'id="opacity"', 'id="prob-map"', 'id="download-mask_png"', "tiny-test-unet",
+    for marker in ('id="mask-layer"', 'id="opacity"', 'id="prob-layer"', 'id="download-mask_png"', "tiny-test-unet",
                    "pixel spacing unknown"):
         assert marker in page.text, marker
 
