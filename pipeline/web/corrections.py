@@ -59,7 +59,7 @@ def corrected_stem(sop_instance_uid: str, index: int) -> str:
 
 
 def decode_mask_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    """The mask in a PNG sent by the page: non-zero (any channel; alpha when present) = lung.
+    """The mask in a PNG sent by the page: bright (> 127 in any colour channel) and opaque = lung.
 
     Raises:
         WebError: 400 for something that is not a PNG, or a PNG of another size than the film.
@@ -74,8 +74,9 @@ def decode_mask_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
                 raise WebError(400, f"The corrected mask is {img.width} x {img.height} px but the film is {shape[1]} "
                                     f"x {shape[0]} px; reload the case and correct it again.", "Wrong size")
             img.load()
-            if img.mode in ("RGBA", "LA"):
-                values = np.asarray(img.getchannel("A"))
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                rgba = np.asarray(img.convert("RGBA"))
+                values = np.where(rgba[..., 3] > 127, rgba[..., :3].max(axis=-1), 0)
             else:
                 values = np.asarray(img.convert("L"))
     except WebError:

@@ -93,8 +93,9 @@ class RequestGuard:
 
     @staticmethod
     def _cross_origin(headers: dict[str, str]) -> bool:
-        if headers.get("sec-fetch-site", "") == "cross-site":
-            return True
+        site = headers.get("sec-fetch-site")
+        if site is not None:  # browsers say it themselves (and send Origin: null under Referrer-Policy no-referrer)
+            return site not in ("same-origin", "none")
         origin = headers.get("origin")
         if origin is None:
             return False  # not sent by a browser page (curl, scripts): the Host check is the guard
