@@ -25,9 +25,14 @@ Start the review web page:
                 Uploads live in a temporary folder for the duration of the request only; results come back inline.
   batch review  with --results DIR (the --out folder of `xray-seg predict`): every input with status, overlay
                 thumbnail, confidence and flags, flagged and low-confidence cases first, filterable; errors and
-                skipped files with their reasons.
+                skipped files with their reasons. Per case: accept / reject / needs correction with a comment
+                (RESULTS/reviews.jsonl, append-only; CSV export), and a mask editor whose corrections are saved as
+                a training dataset (--corrections, default RESULTS/corrections) plus a DICOM SEG revision.
+  viewer        window/level on the full bit depth (drag, presets lung / bone / full range, invert), zoom and
+                pan up to 1:1, overlay and probability map in the same view; shortcuts listed on the page.
 
-The server binds to 127.0.0.1 unless --host says otherwise: the pages show patient images and have no login.
+The server binds to 127.0.0.1 unless --host says otherwise (the pages show patient images and have no login), answers
+only its own host names (--allow-host adds one) and refuses cross-origin POSTs.
 """
 
 _EPILOG = """\
