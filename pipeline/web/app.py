@@ -46,7 +46,7 @@ from starlette.datastructures import UploadFile
 from pipeline.inference.predictor import Predictor
 from pipeline.web.case import LOW_CONFIDENCE, QC_FLAG_TEXT, CaseView, Download
 from pipeline.web.decisions import DECISIONS, ReviewLog, case_key
-from pipeline.web.capacity import UploadSlots, default_upload_slots
+from pipeline.web.capacity import UploadSlots, check_upload_pixels, default_memory_budget, default_upload_slots
 from pipeline.web.errors import WebError, install_error_handlers
 from pipeline.web.guard import RequestGuard
 from pipeline.web.review import FILE_KINDS, PAGE_SIZE, BatchResults, filter_rows, review_order
@@ -116,6 +116,7 @@ def create_app(
     max_pixels: int | None = None,
     upload_slots: int | None = None,
     upload_wait_s: float = 10.0,
+    upload_memory_mb: float | None = None,
     corrections_dir: str | Path | None = None,
 ) -> FastAPI:
     """Build the web application.
@@ -134,6 +135,8 @@ def create_app(
         upload_slots: uploads decoded and segmented at once (``None``: what the free memory holds, 1-4); others
             wait up to ``upload_wait_s`` seconds, then get 503.
         upload_wait_s: see ``upload_slots``.
+        upload_memory_mb: memory the uploads in progress may reserve together (about 90 bytes per image pixel);
+            ``None`` for 60 % of the memory available at start. An image larger than the whole budget gets 413.
         corrections_dir: dataset folder where corrected masks of batch cases are saved (``images/`` +
             ``masks/`` + ``seg/``); ``None`` for ``results_dir/corrections``.
 
@@ -166,7 +169,8 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(UploadLimitMiddleware, max_bytes=max_bytes)
     app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)  # outermost: every answer passes through it
-    slots = UploadSlots(upload_slots or default_upload_slots(), wait_s=upload_wait_s)
+    budget = int(upload_memory_mb * 2**20) if upload_memory_mb else default_memory_budget()
+    slots = UploadSlots(upload_slots or default_upload_slots(), wait_s=upload_wait_s, memory_budget=budget)
     app.state.upload_slots = slots
     logging.getLogger("highdicom").setLevel(logging.WARNING)  # it logs UIDs at INFO for every SEG it builds
 
@@ -421,7 +425,10 @@ def create_app(
 
 def _segment_in_slot(slots: UploadSlots, predictor: Predictor, path: Path, name: str,
                      max_pixels: int | None) -> CaseView:
-    with slots.hold():
+    from pipeline.web.upload import check_content
+
+    rows, cols = check_upload_pixels(path, check_content(path), max_pixels)  # header only: nothing decoded yet
+    with slots.hold(rows * cols):
         return segment_upload(predictor, path, name, max_pixels)
 
 

@@ -88,12 +88,19 @@ def dicom_context(path: str | Path) -> dict[str, str]:
     date = str(ds.get("StudyDate", "") or "")
     if len(date) == 8 and date.isdigit():
         date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    def text(keyword: str) -> str:
+        value = ds.get(keyword, "")
+        if value is None or value == "":
+            return ""
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            return "/".join(str(v) for v in value)
+        return str(value)
+
     out = {
-        "Patient ID": str(ds.get("PatientID", "") or ""),
+        "Patient ID": text("PatientID"),
         "Study date": date,
-        "Modality": str(ds.get("Modality", "") or ""),
-        "View": " ".join(v for v in (str(ds.get("ViewPosition", "") or ""),
-                                     str(ds.get("PatientOrientation", "") or "").replace("\\", "/")) if v),
-        "Series": str(ds.get("SeriesDescription", "") or ""),
+        "Modality": text("Modality"),
+        "View": " ".join(v for v in (text("ViewPosition"), text("PatientOrientation")) if v),
+        "Series": text("SeriesDescription"),
     }
     return out

@@ -243,3 +243,14 @@ def test_bad_port_and_busy_port_give_one_clear_line(batch_dir):
     output = busy.stdout + busy.stderr
     assert "Traceback" not in output and "serving on" not in output
     assert "already in use" in output and "--port" in output
+
+
+def test_an_image_beyond_the_memory_budget_is_refused_before_decoding(predictor, jsrt_png, tmp_path):
+    """With 50 MB for uploads, a 2000² film (about 360 MB at 90 bytes per pixel) gets 413, a 256² film passes."""
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((2000, 2000), np.uint8)).save(big)
+    app = create_app(predictor, upload_memory_mb=50)
+    with serve_in_thread(app) as base:
+        status, _, body = upload(base, "big.png", big.read_bytes())
+        assert status == 413 and b"GB" in body, body[:300]
+        assert upload(base, "small.png", jsrt_png.read_bytes())[0] == 200
