@@ -123,11 +123,13 @@ class ReportVariant:
             thr = {str(k): v for k, v in thr.items()}
         elif thr is not None and not isinstance(thr, (int, float)):
             thr = list(thr)
-        return {
+        out = {
             "name": self.name,
             "temperature": self.temperature,
             "thresholds": thr,
             "cleanup": dict(self.cleanup) if isinstance(self.cleanup, Mapping) else bool(self.cleanup),
-            "calibration": str(self.calibration.get("method", "none")) if isinstance(self.calibration, Mapping)
-            else ("none" if self.calibration is None else "from model file"),
         }
+        if self.calibration is not None:
+            out["calibration"] = (str(self.calibration.get("method", "none")) if isinstance(self.calibration, Mapping)
+                                  else "from model file")
+        return out
