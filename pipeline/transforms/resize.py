@@ -103,6 +103,8 @@ def _apply_axis(x: torch.Tensor, axis: int, op: torch.Tensor) -> torch.Tensor:
     """Multiply ``op`` along ``axis`` of ``x`` (any other axes are carried along)."""
     moved = x.movedim(axis, 0)
     shape = moved.shape
+    if op.device != x.device:
+        op = op.to(x.device)  # the cache holds CPU operators; they are small (a band per output pixel)
     out = torch.sparse.mm(op, moved.reshape(shape[0], -1))
     return out.reshape((op.shape[0], *shape[1:])).movedim(0, axis)
 
