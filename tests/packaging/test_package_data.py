@@ -15,9 +15,8 @@ from pipeline.tracking import git_commit
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "pipeline"
 
-#: Modules that still locate files outside the package through ``__file__``; the lead removes the last one (the
-#: bundle config lookup in inference/loading.py). Empty it then.
-KNOWN_TO_FIX = {"pipeline/inference/loading.py"}
+#: Modules that may still locate files outside the package through ``__file__`` (keep it empty).
+KNOWN_TO_FIX: set[str] = set()
 
 
 def _reaches_outside(tree: ast.AST) -> list[int]:
