@@ -26,8 +26,9 @@ without an extension, PNG and JPEG) and write, per image, named after its SOPIns
   OUT/masks/<uid>.png      0/255 mask at the original size        (and <uid>.nii.gz with --outputs ...,nifti)
   OUT/overlays/<uid>.png   image + translucent mask for quick review
 
-and OUT/manifest.csv + OUT/manifest.jsonl with one row per input file: status ok / skipped / error, the reason,
-SOPInstanceUID, lung area (pixels, and cm^2 when the pixel spacing is known), QC flags, confidence and timings.
+and OUT/manifest.csv + OUT/manifest.jsonl with one row per input file (of every run into OUT): status ok / skipped /
+error, the reason, SOPInstanceUID, lung area (pixels, and cm^2 when the pixel spacing is known), QC flags,
+confidence and timings.
 
 Bad files (empty, truncated, not DICOM, no pixel data, unsupported syntax, colour, multi-frame, more pixels than
 --max-pixels, dangling links) are listed as errors and never stop the batch. Run the same command again after an

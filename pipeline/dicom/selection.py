@@ -23,7 +23,9 @@ code                skipped when
                     ``unknown_view`` is ``skip``
 ==================  ==========================================================================================
 
-PNG and JPEG inputs carry no header: they are always selected when their format is listed.
+PNG and JPEG inputs carry no header: they are always selected when their format is listed. Paths that are not
+regular files get their own codes before any check: ``broken_link`` and ``link_loop`` (errors), ``link_to_folder``
+and ``not_regular`` (skipped; a FIFO is never opened).
 
 Examples::
 

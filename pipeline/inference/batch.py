@@ -35,7 +35,7 @@ Output layout::
     OUT/masks/<SOPInstanceUID>.png       0/255 mask at the original size
     OUT/masks/<SOPInstanceUID>.nii.gz    the same mask as NIfTI (with the pixel spacing)
     OUT/overlays/<SOPInstanceUID>.png    image + translucent mask + contour, at most 1024 px
-    OUT/manifest.csv, OUT/manifest.jsonl one row per input file
+    OUT/manifest.csv, OUT/manifest.jsonl one row per file ever finished in OUT (latest row per path)
     OUT/.journal/part-rank<R>.jsonl      append-only journal (what a resumed run reads)
 
 Examples::
