@@ -139,6 +139,11 @@ def run_predict(args: argparse.Namespace) -> int:
         logger.error("cannot write the results in %s (%s); free the space and run the same command again to "
                      "finish", args.out, err.strerror or type(err).__name__)
         return 1
+    except Exception as err:  # noqa: BLE001 - e.g. a decoding worker killed by the OOM killer: the journal is safe
+        logger.error("the batch stopped: %s: %s; run the same command again to resume (finished files are kept)",
+                     type(err).__name__, one_line(err))
+        logger.debug("batch failure", exc_info=True)
+        return 1
     if summary.manifest_csv is not None:  # rank 0
         codes = ", ".join(f"{k} {v}" for k, v in sorted(summary.codes.items(), key=lambda kv: -kv[1]))
         logger.info(

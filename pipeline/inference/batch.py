@@ -79,6 +79,7 @@ from pipeline.inference.outputs import (
     remove_outputs,
 )
 from pipeline.inference.predictor import Predictor
+from pipeline.io.limits import pixel_limit as effective_pixel_limit
 
 __all__ = ["BatchRunner", "BatchSummary"]
 
@@ -284,7 +285,7 @@ class BatchRunner:
         if rank == 0:
             clean_partials(self.out_dir)
         state = ResumeState(self.out_dir, load_journal(self.out_dir) if self.resume else {}, self.fingerprint,
-                            self.outputs)
+                            self.outputs, effective_pixel_limit(self.pixel_limit))
         dist.barrier()  # nobody writes before rank 0 has cleaned up
 
         mine = files[rank::world]  # round-robin over the sorted list: deterministic and balanced
@@ -494,6 +495,8 @@ class BatchRunner:
         seconds = dict(rec.get("seconds", {}))
         if result is None:
             row.update(status="error", code=rec.get("code", "error"), reason=one_line(rec.get("reason", "unknown")))
+            if row["code"] == "too_large":
+                row["pixel_limit"] = effective_pixel_limit(self.pixel_limit)  # journal only: a raised limit redoes the file
         else:
             t0 = time.perf_counter()
             row.update(self._write_outputs(rec, *result))

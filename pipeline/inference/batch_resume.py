@@ -5,7 +5,8 @@ A file counts as finished, and is not touched again, when its latest journal row
 * was made with the same settings (:func:`settings_fingerprint`: model, preprocessing, outputs, selection rules),
 * describes the same file (size and modification time unchanged),
 * is ``ok`` with every requested output still on disk, or ``skipped`` (a duplicate only while the file it
-  duplicates is still finished), or an ``error`` *of the file itself* (not DICOM, truncated, colour, too large...).
+  duplicates is still finished), or an ``error`` *of the file itself* (not DICOM, truncated, colour; too large only
+  while the pixel limit is the same).
 
 Errors that depend on the environment (:data:`TRANSIENT_CODES`: a full disk, out of memory, a failed read, a model
 call that failed) are redone: after a disk-full run, rerunning the same command finishes the job.
@@ -73,15 +74,22 @@ class ResumeState:
         previous: the latest journal row per path (:func:`pipeline.dicom.load_journal`); empty to redo everything.
         fingerprint: the settings hash of this run.
         outputs: the output kinds this run writes.
+        pixel_limit: the pixel limit in effect (``too_large`` rows made under another limit are redone).
     """
 
     def __init__(
-        self, out_dir: str | Path, previous: Mapping[str, dict[str, Any]], fingerprint: str, outputs: Sequence[str]
+        self,
+        out_dir: str | Path,
+        previous: Mapping[str, dict[str, Any]],
+        fingerprint: str,
+        outputs: Sequence[str],
+        pixel_limit: int | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.previous = dict(previous)
         self.fingerprint = fingerprint
         self.outputs = tuple(outputs)
+        self.pixel_limit = pixel_limit
 
     def _outputs_present(self, row: Mapping[str, Any]) -> bool:
         for name in self.outputs:
@@ -108,6 +116,8 @@ class ResumeState:
         if status == "ok":
             return self._outputs_present(row)
         if status == "error":
+            if row.get("code") == "too_large":  # a raised --max-pixels lets the file in
+                return row.get("pixel_limit") == self.pixel_limit
             return row.get("code") not in TRANSIENT_CODES
         if status == "skipped":
             owner = row.get("duplicate_of")
