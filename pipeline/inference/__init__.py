@@ -2,7 +2,8 @@
 
 from pipeline.inference.acceleration import OptimizedNetwork, optimize_for_inference
 from pipeline.inference.batch import BatchRunner, BatchSummary
-from pipeline.inference.loading import DEFAULT_BUNDLE, checkpoint_version, is_model_uri, load_predictor
+from pipeline.inference.folder import predict_folder
+from pipeline.inference.loading import checkpoint_version, load_predictor
 from pipeline.inference.outputs import (
     OUTPUT_KINDS,
     REVIEW_FILES,
@@ -11,10 +12,9 @@ from pipeline.inference.outputs import (
     check_output_dir,
 )
 from pipeline.inference.overlay import display_image, overlay_rgb, write_overlay_png
-from pipeline.inference.predictor import Prediction, Predictor, load_checkpoint
+from pipeline.inference.predictor import Prediction, Predictor, is_model_uri
 
 __all__ = [
-    "DEFAULT_BUNDLE",
     "OUTPUT_KINDS",
     "REVIEW_FILES",
     "BatchRunner",
@@ -28,9 +28,9 @@ __all__ = [
     "checkpoint_version",
     "display_image",
     "is_model_uri",
-    "load_checkpoint",
     "load_predictor",
     "optimize_for_inference",
     "overlay_rgb",
+    "predict_folder",
     "write_overlay_png",
 ]

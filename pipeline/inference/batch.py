@@ -121,19 +121,9 @@ class BatchSummary:
 
 def _segment_batch(
     predictor: Predictor, tensors: torch.Tensor, shapes: Sequence[tuple[int, int]]
-) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
-    """``(prob (C, H, W), mask (H, W), quality)`` per image, at the original sizes: the Predictor's one road."""
-    if not hasattr(predictor, "predict_batch"):  # TODO(i14): remove once the artifact-based Predictor is merged
-        from pipeline.io import XRayImage
-        from pipeline.metrics.qc import prediction_quality
-
-        out = []
-        for prob_small, shape in zip(predictor.predict_tensor(tensors).float().cpu(), shapes):
-            placeholder = XRayImage(np.broadcast_to(np.float32(0), tuple(shape)), "", "", None)
-            prob, mask = predictor.finish(placeholder, prob_small)
-            out.append((prob, mask, prediction_quality(prob_small, predictor.threshold)))
-        return out
-    return [(p.prob, p.mask, dict(p.quality)) for p in predictor.predict_batch(tensors, shapes)]
+) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, float]]]:
+    """``(prob (C, H, W), mask (H, W), quality, seconds)`` per image at the original sizes: the Predictor's one road."""
+    return [(p.prob, p.mask, dict(p.quality), dict(p.seconds)) for p in predictor.predict_batch(tensors, shapes)]
 
 
 # ---- the runner ----------------------------------------------------------------------------------------------------
@@ -213,16 +203,11 @@ class BatchRunner:
     def _settings(self) -> dict[str, Any]:
         """Everything that shapes the outputs: a change redoes every file."""
         p = self.predictor
-        artifact = getattr(p, "artifact", None)
-        model = artifact.to_dict() if hasattr(artifact, "to_dict") else [
-            p.image_size, p.intensity, p.num_classes, p.threshold, p.temperature,
-        ]
-        if isinstance(model, dict):
-            model = {k: v for k, v in model.items() if k not in ("provenance", "revision", "qc_reference")}
+        artifact = {k: v for k, v in p.artifact.to_dict().items() if k not in ("provenance", "revision")}
         return {
             "model": [self.algorithm.name, self.algorithm.version],
-            "artifact": model,
-            "voi": bool(getattr(p, "voi", False)),
+            "artifact": artifact,
+            "voi": bool(p.voi),
             "postprocess": getattr(p.postprocess, "__qualname__", repr(p.postprocess)) if p.postprocess else None,
             "outputs": sorted(self.outputs),
             "fractional": self.fractional,
@@ -412,7 +397,6 @@ class BatchRunner:
         """
         if not work:
             return 0
-        _ = self.predictor.runner  # choose the inference path (bf16, compile, ...) now, outside the timed model step
         dataset = DecodeDataset(
             work,
             self.predictor.preprocess,
@@ -455,10 +439,11 @@ class BatchRunner:
                     good.append(rec)
                 if not good:
                     continue
-                t0 = time.perf_counter()
+                tensors = torch.stack([r["tensor"] for r in good])
                 try:
-                    results = _segment_batch(self.predictor, torch.stack([r["tensor"] for r in good]),
-                                             [r["shape"] for r in good])
+                    # the inference path (bf16, compile, ...) is chosen once, on the first real batch, untimed
+                    self.predictor.prepare(tensors)
+                    results = _segment_batch(self.predictor, tensors, [r["shape"] for r in good])
                 except Exception as err:  # noqa: BLE001 - e.g. out of memory: record, keep going (redone on resume)
                     logger.debug("model call failed: %s", one_line(err))
                     for rec in good:
@@ -467,11 +452,10 @@ class BatchRunner:
                                    reason=f"the model call failed ({type(err).__name__})")
                         submit(rec, None)
                     continue
-                share = (time.perf_counter() - t0) / len(good)
-                for rec, result in zip(good, results):
-                    rec["seconds"]["model"] = share
+                for rec, (prob, mask, quality, seconds) in zip(good, results):
+                    rec["seconds"].update(seconds)  # model (the batch's share) and postprocess (back to full size)
                     rec.pop("tensor", None)
-                    submit(rec, result)
+                    submit(rec, (prob, mask, quality))
                     segmented += 1
             while pending:
                 record(pending.popleft().result())
