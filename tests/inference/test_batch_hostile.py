@@ -318,7 +318,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 def test_5_workers_die_with_a_killed_parent(tmp_path, checkpoint):
     variants = [FixtureVariant(f"film{i:02d}", {}, source=i % 4) for i in range(40)]
@@ -328,7 +328,7 @@ def test_5_workers_die_with_a_killed_parent(tmp_path, checkpoint):
     proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 400  # python + torch start-up on a loaded 2-core machine
         workers: list[int] = []
         while len(workers) < 2:
             assert proc.poll() is None, "the command ended before its workers started"
