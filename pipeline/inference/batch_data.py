@@ -159,7 +159,8 @@ class DecodeDataset(Dataset):
             tensor = torch.as_tensor(self.preprocess(image)).float()
             display = display_image(image.pixels, self.overlay_max_side) if self.overlay_max_side else None
         except Exception as err:  # noqa: BLE001 - every failure becomes an error row; the batch goes on
-            record["code"], record["reason"] = classify_read_error(err, item.path)
+            code, reason = classify_read_error(err, item.path)
+            record["code"], record["reason"] = code, redact(reason, ds, [item.path])  # a quoted value stays out
             # the library's own words, for the debug log: no path, no header value
             record["detail"] = redact(strip_path(f"{type(err).__name__}: {err}", item.path), ds, [item.path])
             record["seconds"] = {"read": time.perf_counter() - t0}
