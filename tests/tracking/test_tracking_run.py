@@ -76,10 +76,13 @@ def test_run_records_artifacts(store, client, tmp_path):
     assert [a.path for a in client.list_artifacts(run_id, "checkpoint")] == ["checkpoint/model.pt"]
     assert [a.path for a in client.list_artifacts(run_id, "torchscript")] == ["torchscript/model.ts"]
     path = client.download_artifacts(run_id, "torchscript/model.ts", str(tmp_path))
-    extra = {"settings.json": ""}
+    extra = {"artifact.json": ""}
     scripted = torch.jit.load(path, _extra_files=extra)
-    settings = json.loads(extra["settings.json"])
-    assert settings["image_size"] == 32 and settings["network_name"] == "basic_unet"
+    artifact = json.loads(extra["artifact.json"])  # the whole model artifact travels inside the TorchScript file
+    assert artifact["image_size"] == 32 and artifact["network_name"] == "basic_unet"
+    (tmp_path / "ckpt").mkdir()
+    logged = client.download_artifacts(run_id, "checkpoint/model.pt", str(tmp_path / "ckpt"))
+    assert artifact == read_artifact(logged).to_dict()
     assert scripted(torch.zeros(2, 1, 32, 32)).shape == (2, 1, 32, 32)
     datalist = json.loads(open(client.download_artifacts(run_id, "datalist.json", str(tmp_path))).read())
     assert len(datalist["training"]) == 8
