@@ -23,7 +23,9 @@ code                skipped when
                     ``unknown_view`` is ``skip``
 ==================  ==========================================================================================
 
-PNG and JPEG inputs carry no header: they are always selected when their format is listed.
+PNG and JPEG inputs carry no header: they are always selected when their format is listed. Paths that are not
+regular files get their own codes before any check: ``broken_link`` and ``link_loop`` (errors), ``link_to_folder``
+and ``not_regular`` (skipped; a FIFO is never opened).
 
 Examples::
 
@@ -35,9 +37,11 @@ Examples::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.dicom.discovery import IMAGE_LIKE_SUFFIXES, sniff_input
-from pipeline.dicom.errors import strip_path
+from pipeline.dicom.errors import one_line, strip_path
 from pipeline.dicom.naming import path_uid
 
 if TYPE_CHECKING:
@@ -366,9 +370,19 @@ def select_file(path: str | Path, rules: SelectionRules) -> FileSelection:
     path = Path(path)
     spath = str(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as err:
+        if path.is_symlink():
+            if err.errno == errno.ELOOP:
+                return FileSelection(spath, "error", "link_loop", "symbolic link loop (the link leads back to itself)")
+            return FileSelection(spath, "error", "broken_link", "dangling symbolic link (its target does not exist)")
         return FileSelection(spath, "error", "unreadable", f"cannot access the file ({err.strerror})")
+    if stat.S_ISDIR(st.st_mode):
+        return FileSelection(spath, "skipped", "link_to_folder",
+                             "symbolic link to a folder: not followed (give the folder itself as an input)")
+    if not stat.S_ISREG(st.st_mode):
+        return FileSelection(spath, "skipped", "not_regular", "not a regular file (a FIFO, socket or device)")
+    size = st.st_size
     if size == 0:
         return FileSelection(spath, "error", "empty", "empty file (0 bytes)")
     try:
@@ -393,7 +407,7 @@ def select_file(path: str | Path, rules: SelectionRules) -> FileSelection:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         except Exception as err:  # noqa: BLE001 - truncated or corrupt headers raise many error types
-            reason = f"unreadable DICOM header ({type(err).__name__}: {strip_path(str(err), path)})"
+            reason = one_line(f"unreadable DICOM header ({type(err).__name__}: {strip_path(str(err), path)})")
             return FileSelection(spath, "error", "unreadable", reason, fmt)
     try:
         verdict = rules.evaluate(ds)
@@ -410,7 +424,7 @@ def select_file(path: str | Path, rules: SelectionRules) -> FileSelection:
             modality=str(ds.get("Modality", "") or "").strip(),
         )
     except Exception as err:  # noqa: BLE001 - malformed values (bad VRs) surface lazily on access
-        reason = f"malformed DICOM header ({type(err).__name__}: {strip_path(str(err), path)})"
+        reason = f"malformed DICOM header ({type(err).__name__})"  # the message would quote the bad value
         return FileSelection(spath, "error", "unreadable", reason, fmt)
     if found.selected and not uid:
         found.status, found.code, found.reason = "error", "invalid_dicom", "selected image has no SOPInstanceUID"
