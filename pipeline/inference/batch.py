@@ -150,7 +150,6 @@ class BatchRunner:
             ``$XRAY_SEG_MAX_PIXELS`` or 100 Mpx; ``0``: no limit). See :mod:`pipeline.io.limits`.
         progress: show a tqdm bar; ``None`` = only on a terminal (rank 0).
         dist_timeout_s: collective timeout under torchrun (ranks wait for the slowest at the final barrier).
-        fast_preprocess: ignored (the Predictor's preprocessing is the fast one); kept so older callers still work.
 
     Raises:
         ValueError: unknown output kinds, an empty output list, or SEG output for a multi-class predictor.
@@ -172,7 +171,6 @@ class BatchRunner:
         pixel_limit: int | None = None,
         progress: bool | None = None,
         dist_timeout_s: float = 24 * 3600.0,
-        fast_preprocess: bool | None = None,
     ) -> None:
         outputs = parse_outputs(outputs)
         if "seg" in outputs and predictor.num_classes != 1:
