@@ -20,12 +20,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline.io.limits import check_pixel_count
 from pipeline.web.errors import WebError
-
-try:  # engineer i14's limit (issue 14, item 7); the shim only until it is on main
-    from pipeline.io.limits import check_pixel_count
-except ImportError:  # pragma: no cover - removed after merging main
-    from pipeline.web._pixel_limit_shim import check_pixel_count
 
 __all__ = ["BYTES_PER_PIXEL", "UploadSlots", "available_memory", "check_upload_pixels", "claimed_pixels",
            "default_memory_budget", "default_upload_slots"]

@@ -15,8 +15,6 @@ Review order (:func:`review_order`):
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import threading
 from collections.abc import Sequence
@@ -26,17 +24,18 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.dicom.manifest import read_manifest
+from pipeline.inference.outputs import REVIEW_FILES
 from pipeline.inference.predictor import Predictor
 from pipeline.web.case import CaseView, Download, build_case_view, download_stem, is_low_confidence
 from pipeline.web.errors import WebError
 
 __all__ = ["FILE_KINDS", "PAGE_SIZE", "BatchResults", "ReviewRow", "filter_rows", "review_order"]
 
-#: Files a case may serve: URL kind -> (manifest column, media type, download label).
+#: Files a case may serve: URL kind -> (manifest column, media type, download label), from the one table of output
+#: kinds (:data:`pipeline.inference.outputs.REVIEW_FILES`).
 FILE_KINDS: dict[str, tuple[str, str, str]] = {
-    "mask": ("mask_png", "image/png", "Mask (PNG, original size)"),
-    "overlay": ("overlay", "image/png", "Overlay (PNG)"),
-    "seg": ("seg", "application/dicom", "DICOM SEG"),
+    name: (kind.column, kind.media_type, kind.label) for name, kind in REVIEW_FILES.items()
 }
 
 #: Rows per page of the listing.
@@ -201,27 +200,7 @@ class BatchResults:
 
     # ---- reading ------------------------------------------------------------------------------------------------
     def _read(self) -> tuple[list[dict[str, Any]], str]:
-        from pipeline.dicom.manifest import load_journal
-
-        jsonl, csv_path = self.folder / "manifest.jsonl", self.folder / "manifest.csv"
-        if jsonl.is_file():
-            rows = []
-            for line in jsonl.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    rows.append(row)
-            return rows, "manifest.jsonl"
-        if csv_path.is_file():
-            with open(csv_path, newline="", encoding="utf-8") as f:
-                return list(csv.DictReader(f)), "manifest.csv"
-        journal = load_journal(self.folder)
-        if journal:
-            rows = sorted(journal.values(), key=lambda r: str(r.get("path", "")))
-            return rows, "journal (the batch has not finished: no manifest yet)"
-        return [], ""
+        return read_manifest(self.folder)
 
     def _stamp(self) -> tuple[Any, ...]:
         stamp = []

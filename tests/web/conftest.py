@@ -81,7 +81,7 @@ def batch_dir(tmp_path_factory) -> Path:
     Image.fromarray(255 - films[4]).save(inputs / "z_inverted.png")
     oracle = Predictor(TwoLungOracle(64), image_size=64, device="cpu", model_name="oracle", model_version="1")
     runner = BatchRunner(oracle, root / "out", outputs=("seg", "png", "overlay"), workers=0, writers=0,
-                         fast_preprocess=False, progress=False)
+                         progress=False)
     summary = runner.run([inputs])
     assert summary.counts == {"ok": 4, "skipped": 1, "error": 1}, summary.counts
     return root / "out"
