@@ -14,3 +14,6 @@ __all__ += ["DATA_PATHS", "DetachOutputd", "DevicePrepareBatch", "amp_kwargs", "
 from pipeline.engines.model_settings import SETTINGS_KEY, ModelSettings, stored_settings
 
 __all__ += ["SETTINGS_KEY", "ModelSettings", "stored_settings"]
+from pipeline.engines.autocast import CpuAutocastInferer, cpu_has_native_bf16
+
+__all__ += ["CpuAutocastInferer", "cpu_has_native_bf16"]
