@@ -126,6 +126,7 @@ def main(argv=None) -> int:
     from pipeline.data import pair_folder, prepare_datalist
     from pipeline.engines import cpu_has_native_bf16
     from pipeline.inference import Predictor
+    from pipeline.model import ModelArtifact
 
     for sub in ("jsrt_scr", "openist_cxr"):
         if not (args.data / sub / "images").is_dir():
@@ -149,10 +150,10 @@ def main(argv=None) -> int:
         else:
             logger.info("training %s for %d epochs at %d px", name, n_epochs, args.image_size)
             ckpt, best_val, seconds = train_one(name, n_epochs, args, args.out)
-        predictor = Predictor.from_bundle(
-            BUNDLE, checkpoint=ckpt, overrides={"network_name": name, "image_size": args.image_size,
-                                                "network_kwargs": json.loads(args.network_kwargs)}, device=device
-        )
+        # the model file's artifact names network, size and preprocessing; ``default`` covers bare weights
+        fallback = ModelArtifact(network_name=name, network_kwargs=json.loads(args.network_kwargs),
+                                 image_size=args.image_size)
+        predictor = Predictor.from_checkpoint(ckpt, device=device, default=fallback)
         jsrt = score(predictor, jsrt_test)
         other = score(predictor, openist)
         results["networks"][name] = {

@@ -11,9 +11,6 @@ __all__ = ["SCHEDULES", "EpochSummaryHandler", "ProgressBarHandler",
 from pipeline.engines.device_path import DATA_PATHS, DetachOutputd, DevicePrepareBatch, amp_kwargs, resolve_data_path
 
 __all__ += ["DATA_PATHS", "DetachOutputd", "DevicePrepareBatch", "amp_kwargs", "resolve_data_path"]
-from pipeline.engines.model_settings import SETTINGS_KEY, ModelSettings, stored_settings
-
-__all__ += ["SETTINGS_KEY", "ModelSettings", "stored_settings"]
 from pipeline.engines.autocast import CpuAutocastInferer, cpu_has_native_bf16
 
 __all__ += ["CpuAutocastInferer", "cpu_has_native_bf16"]
