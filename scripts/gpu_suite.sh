@@ -80,7 +80,7 @@ if [ -n "$WHEELS" ] && compgen -G "$WHEELS/*.whl" > /dev/null; then
     || { echo "gpu_suite: installing the wheels in $WHEELS failed (see above)" >&2; exit 2; }
   export PYTHONPATH="$REPO:$SITE${PYTHONPATH#"$REPO"}"
 fi
-if ! "$PY" -c "import torch, monai, ignite, pydicom, highdicom, pipeline" 2> "$RAW/imports.log"; then
+if ! "$PY" -c "import torch, monai.bundle, ignite, pydicom, highdicom, pipeline.data, pipeline.engines, pipeline.inference, pipeline.dicom" 2> "$RAW/imports.log"; then
   echo "gpu_suite: $PY cannot import the project's stack (see $RAW/imports.log); bring the missing packages as" \
        "wheels (--wheels, docs/performance.md)" >&2
   exit 2
