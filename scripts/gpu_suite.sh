@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU suite (issue 17, part 2): every GPU figure of the project in one go, on one H100/H200-class GPU, in <= 9 min.
 #
-#   bash scripts/gpu_suite.sh [--dry-run] [--data DIR] [--wheels DIR] [--python PY] OUTDIR
+#   bash scripts/gpu_suite.sh [--dry-run] [--steps LIST] [--data DIR] [--wheels DIR] [--python PY] OUTDIR
 #
 # Steps (each with its own time limit; a step that fails or runs out of time is recorded and the suite goes on):
 #   1. pytest -m gpu                     the CUDA-only tests
@@ -19,7 +19,9 @@
 # and OUTDIR/results.tar.gz (raw/ without checkpoints).
 #
 # --dry-run runs every step at a tiny size on the CPU (tiny networks, 32-64 px, one epoch, a few images), so the
-# wiring is known to work on a machine without a GPU; its figures mean nothing.
+# wiring is known to work on a machine without a GPU; its figures mean nothing. Its time limits are generous (20 min
+# a step) so that it also finishes on a loaded machine.
+# --steps LIST: comma-separated subset of quality,pytest,training,model,inference (default: all), e.g. to rerun one.
 #
 # --data DIR: folder holding jsrt_scr/ (with splits.csv) and openist_cxr/ (default: <repo>/outputs/gpu_suite/data,
 # else <repo>/shared/data, else <repo>/../shared/data).
@@ -28,7 +30,7 @@
 # to fetch them.
 set -uo pipefail
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DRY=0
@@ -36,9 +38,11 @@ DATA=""
 WHEELS=""
 PY="${PYTHON:-python3}"
 OUTDIR=""
+STEPS="quality,pytest,training,model,inference"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
+    --steps) STEPS="${2:?--steps needs a list, e.g. quality,training}"; shift ;;
     --data) DATA="${2:?--data needs a folder}"; shift ;;
     --wheels) WHEELS="${2:?--wheels needs a folder}"; shift ;;
     --python) PY="${2:?--python needs an interpreter}"; shift ;;
@@ -49,6 +53,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -n "$OUTDIR" ] || { echo "gpu_suite: missing OUTDIR (see --help)" >&2; exit 2; }
+for step in ${STEPS//,/ }; do
+  case "$step" in
+    quality|pytest|training|model|inference) ;;
+    *) echo "gpu_suite: unknown step '$step' in --steps; use quality,pytest,training,model,inference" >&2; exit 2 ;;
+  esac
+done
+wanted() { [[ ",$STEPS," == *",$1,"* ]]; }
 
 if [ -z "$DATA" ]; then
   for candidate in "$REPO/outputs/gpu_suite/data" "$REPO/shared/data" "$REPO/../shared/data"; do
@@ -124,7 +135,7 @@ QUALITY_RUNS=(
 if [ "$DRY" = 1 ]; then
   echo "gpu_suite: DRY RUN on the CPU (tiny sizes; the figures mean nothing)"
   Q_ARGS=(--image-size 32 --max-epochs 1 --batch-size 8 --num-workers 0 --max-images 4)
-  Q_LIMIT=600; Q_THREADS=1; T_LIMIT=600; M_LIMIT=300; I_LIMIT=300; P_LIMIT=600
+  Q_LIMIT=1200; Q_THREADS=1; T_LIMIT=1200; M_LIMIT=1200; I_LIMIT=1200; P_LIMIT=1200
   T_ARGS=(--image-size 32 --epochs 1 --batch-size 8 --num-workers 0 --threads 1 --network-kwargs "$TINY_BASIC")
   M_ARGS=(--skip-gpu --image-size 64 --repeats 1 --cpu-threads 1)
   I_ARGS=(--devices cpu --sizes 256 --n 2 --workers 0 --network-kwargs "$TINY_BASIC")
@@ -140,27 +151,29 @@ fi
 
 # ---- steps 1 and 2: the quality trainings (in the background, at once) beside the CUDA-only tests ----
 pids=()
-for run in "${QUALITY_RUNS[@]}"; do
+wanted quality && for run in "${QUALITY_RUNS[@]}"; do
   IFS='|' read -r label network kwargs_gpu kwargs_dry <<< "$run"
   kwargs="$kwargs_gpu"; [ "$DRY" = 1 ] && kwargs="$kwargs_dry"
   run_step "quality_$label" "$Q_LIMIT" env OMP_NUM_THREADS="$Q_THREADS" "$PY" scripts/benchmark_quality.py \
     --data "$DATA" --networks "$network" --network-kwargs "$kwargs" "${Q_ARGS[@]}" --out "$RAW/quality_$label" &
   pids+=($!)
 done
-if [ -n "$GPU_TESTS" ]; then
+if ! wanted pytest; then
+  :
+elif [ -n "$GPU_TESTS" ]; then
   # shellcheck disable=SC2086  # GPU_TESTS is a list of paths without spaces
   run_step pytest_gpu "$P_LIMIT" "$PY" -m pytest -q -m gpu -p no:cacheprovider $GPU_TESTS
 else
   printf 'pytest_gpu\tno tests marked gpu\t0\t0\n' >> "$RAW/steps.tsv"
 fi
-wait "${pids[@]}"
+[ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
 
 # ---- steps 3-5: the timings, alone ----
-run_step training "$T_LIMIT" "$PY" scripts/benchmark_training.py --data "$DATA" --paths abc "${T_ARGS[@]}" \
+wanted training && run_step training "$T_LIMIT" "$PY" scripts/benchmark_training.py --data "$DATA" --paths abc "${T_ARGS[@]}" \
   --out "$RAW/training.json"
-run_step model "$M_LIMIT" "$PY" scripts/benchmark_model.py --networks basic_unet xnet lite_unet "${M_ARGS[@]}" \
+wanted model && run_step model "$M_LIMIT" "$PY" scripts/benchmark_model.py --networks basic_unet xnet lite_unet "${M_ARGS[@]}" \
   --out "$RAW/model.json"
-run_step inference "$I_LIMIT" "$PY" scripts/benchmark_inference.py "${I_ARGS[@]}" --json "$RAW/inference.json" \
+wanted inference && run_step inference "$I_LIMIT" "$PY" scripts/benchmark_inference.py "${I_ARGS[@]}" --json "$RAW/inference.json" \
   --workdir "$(mktemp -d /tmp/gpu_suite_inference.XXXXXX)"
 
 SUITE_SECONDS=$(( $(date +%s) - SUITE_START ))
