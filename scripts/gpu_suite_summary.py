@@ -82,7 +82,7 @@ def quality_table(raw: Path) -> list[str]:
     lines = ["quality (targets: best ≥ 0.980 JSRT / ≥ 0.965 OpenIST, XNet ≥ 0.975 JSRT)", "",
              "| run | epochs | train s | best val Dice | JSRT mean | JSRT 5th pct | JSRT worst | OpenIST mean "
              "| OpenIST 5th pct | OpenIST worst |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for folder in sorted(raw.glob("quality_*")):
+    for folder in sorted(f for f in raw.glob("quality_*") if f.is_dir()):
         data = _load(folder / "results.json")
         if not data or not data.get("networks"):
             lines.append(f"| {folder.name[8:]} | no results | | | | | | | | |")
