@@ -129,7 +129,7 @@ QUALITY_RUNS=(
   "basic_unet|basic_unet|{}|$TINY_BASIC"
   "xnet|xnet|{}|{\"features\": $TINY_XNET}"
   "xnet_instance|xnet|{\"norm\": \"instance\"}|{\"norm\": \"instance\", \"features\": $TINY_XNET}"
-  "lite_unet|lite_unet|{}|{\"features\": [4, 8, 16, 32]}"
+  "lite_unet|lite_unet|{}|{\"features\": [4, 8, 16]}"
 )
 
 if [ "$DRY" = 1 ]; then
