@@ -13,6 +13,7 @@ MONAI object or a value, so the YAML declares *what* and the code here decides *
 
 from pipeline.bundle.checkpoint import checkpoint_artifact, write_state_dict
 from pipeline.bundle.choices import (
+    dataset_folder,
     folder_name,
     on_device_data,
     per_device,
@@ -39,6 +40,7 @@ __all__ = [
     "per_device",
     "segmentation_loss",
     "training_loader",
+    "dataset_folder",
     "folder_name",
     "place_network",
     "prediction_postprocessing",

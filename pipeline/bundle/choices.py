@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -9,7 +10,7 @@ from monai.losses import DiceCELoss
 
 from pipeline.engines.device_path import resolve_data_path
 
-__all__ = ["folder_name", "on_device_data", "per_device", "place_network", "prediction_postprocessing",
+__all__ = ["dataset_folder", "folder_name", "on_device_data", "per_device", "place_network", "prediction_postprocessing",
            "segmentation_loss"]
 
 
@@ -74,3 +75,24 @@ def prediction_postprocessing(num_classes: int, threshold: float = 0.5, **kwargs
 
     binary = int(num_classes) == 1
     return postprocessing_transforms(int(num_classes), thresholds=float(threshold) if binary else None, **kwargs)
+
+
+def dataset_folder(dataset_dir: str = "auto", synthetic: Mapping[str, Any] | None = None) -> str:
+    """The dataset folder (``images/`` + ``masks/``) a ``dataset_dir`` setting names.
+
+    Args:
+        dataset_dir: ``synthetic`` (generated once, see ``synthetic``), or anything
+            :func:`pipeline.data.resolve_dataset_dir` accepts (``auto``, ``sample``, ``crd``, a folder).
+        synthetic: arguments of :func:`pipeline.data.synthetic_dataset_dir` (``root``, ``n``, ``seed``, ``size``);
+            ``None`` when the bundle has no synthetic data.
+
+    Raises:
+        ValueError: ``synthetic`` asked of a bundle without synthetic data.
+    """
+    from pipeline.data import resolve_dataset_dir, synthetic_dataset_dir
+
+    if str(dataset_dir) == "synthetic":
+        if synthetic is None:
+            raise ValueError("this bundle has no synthetic data: pass --dataset_dir with a folder of images/ + masks/.")
+        return synthetic_dataset_dir(**dict(synthetic))
+    return resolve_dataset_dir(dataset_dir)

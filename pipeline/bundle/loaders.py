@@ -36,6 +36,11 @@ def _distributed(distributed: bool | None) -> bool:
     return bool(distributed)
 
 
+def _items(data: Sequence[Mapping[str, Any]] | Dataset) -> list[Mapping[str, Any]]:
+    """The item list of a MONAI ``Dataset`` (the configs' ``train#dataset``) or of a plain sequence."""
+    return list(data.data if isinstance(data, Dataset) else data)
+
+
 def training_loader(
     data: Sequence[Mapping[str, Any]],
     image_size: int,
@@ -55,7 +60,8 @@ def training_loader(
     """The training loader: the shared preprocessing chain plus augmentation, on the chosen data path.
 
     Args:
-        data: the training items (``image``, ``label`` paths; ``group`` for balanced sampling).
+        data: the training items (``image``, ``label`` paths; ``group`` for balanced sampling), or a MONAI
+            ``Dataset`` of them (its items are used; the transforms are built here).
         image_size: side the network sees.
         intensity: intensity scaling (``minmax`` | ``percentile``).
         num_classes: network output channels (the label layout follows it).
@@ -74,6 +80,7 @@ def training_loader(
     Raises:
         ValueError: ``data`` is empty, or ``per_group`` with ``data_path: gpu``.
     """
+    data = _items(data)
     if len(data) == 0:
         raise ValueError("the training split is empty: check the dataset folder and split_fractions.")
     augment = dict(augment or {})
@@ -122,7 +129,7 @@ def evaluation_loader(
     """A validation / evaluation loader (no shuffling; image metadata kept for per-image reports).
 
     Args:
-        data: the items (``image``, ``label``).
+        data: the items (``image``, ``label``), or a MONAI ``Dataset`` of them.
         transform: the preprocessing chain (a ``Compose`` or a list of transforms).
         data_path: ``auto`` | ``cpu`` | ``gpu``.
         device: the device of the evaluation.
@@ -132,6 +139,7 @@ def evaluation_loader(
         cache: keep decoded images (validation every epoch); False reads them once (a single evaluation pass).
         distributed: shard by rank; ``None`` = when a process group is initialised.
     """
+    data = _items(data)
     if len(data) == 0:
         raise ValueError("the evaluation split is empty: check the dataset folder and split_fractions.")
     transform = transform if callable(transform) else Compose(list(transform))
