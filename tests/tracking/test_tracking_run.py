@@ -10,7 +10,9 @@ import torch
 from mlflow_helpers import BUNDLE, FAST, MODEL_NAME, run_bundle
 from ignite.engine import Engine
 
-from pipeline.tracking import MLflowTrainingHandler, load_predictor_from_uri
+from pipeline.inference import load_predictor
+from pipeline.model import read_artifact
+from pipeline.tracking import MLflowTrainingHandler
 
 EXPECTED_PARAMS = [
     "network_name", "network_kwargs", "network_class", "network_parameters", "num_classes", "loss", "optimizer",
@@ -111,9 +113,9 @@ def test_evaluation_is_nested_under_the_training_run(store, client):
     assert abs(float(version.tags["test_mean_dice"]) - evaluation.data.metrics["test_mean_dice"]) < 1e-5
 
     # the temperature fitted into the checkpoint now travels with the registered version
-    fitted = torch.load(models / "model.pt", weights_only=True)["temperature"]
+    fitted = read_artifact(models / "model.pt").temperature
     assert float(version.tags["temperature"]) == pytest.approx(fitted)
-    served = load_predictor_from_uri(f"models:/{MODEL_NAME}/{good['version']}", tracking_uri=store.uri, device="cpu")
+    served = load_predictor(f"models:/{MODEL_NAME}/{good['version']}", tracking_uri=store.uri, device="cpu")
     assert served.temperature == pytest.approx(fitted)
 
 
