@@ -36,22 +36,39 @@ def checkpoint_artifact(path: str | Path, default: ModelArtifact | Mapping[str, 
     return load_model(path, default=default)[0]
 
 
-def write_state_dict(checkpoint: str | Path, out: str | Path) -> Path:
+def write_state_dict(
+    checkpoint: str | Path, out: str | Path, expect: ModelArtifact | Mapping[str, Any] | None = None
+) -> Path:
     """Write the network weights of ``checkpoint`` as a bare state dict (the layout MONAI zoo tools expect).
 
     ``model.pt`` holds ``{"model": weights, "artifact": record}``; MONAI's ``ckpt_export`` reads it with
     ``--key_in_ckpt model``. The zoo's ``ci/verify_bundle.py`` calls ``ckpt_export`` without that key, so a bundle
-    published to the zoo ships ``models/model.pt`` as a bare state dict (and the configs' ``default`` artifact
-    describes the network). This writes that file atomically.
+    published to the zoo ships ``models/model.pt`` as a bare state dict, and ``inference.yaml``'s ``zoo_artifact``
+    describes the network instead (the bundle's ``zoo_weights`` run id calls this function). Temperature and other
+    post-training calibration live only in the artifact: they are not carried into the bare file.
 
     Args:
         checkpoint: a model file of this project.
-        out: the file to write (may be the same path: the artifact is then dropped from it).
+        out: the file to write (may be ``checkpoint`` itself: the artifact is then dropped from it).
+        expect: the fields the config describes the network with (``zoo_artifact``); when given, every one of them
+            must equal the checkpoint's, so the bare weights stay loadable by the config.
 
     Returns:
         The file written.
+
+    Raises:
+        ValueError: the checkpoint's artifact differs from ``expect`` (the message names the fields to set).
     """
-    _, weights = load_model(checkpoint, default=ModelArtifact())
+    artifact, weights = load_model(checkpoint, default=ModelArtifact.from_dict(dict(expect or {})))
+    if expect is not None:
+        wanted = expect.to_dict() if isinstance(expect, ModelArtifact) else dict(expect)
+        stored = artifact.to_dict()
+        differ = {k: stored[k] for k, v in wanted.items() if k in stored and ModelArtifact.from_dict({k: v}).to_dict()[k]
+                  != stored[k]}
+        if differ:
+            fix = " ".join(f"--zoo_artifact#{k} {v!r}" for k, v in differ.items())
+            raise ValueError(f"{checkpoint}: the config describes another network than the one trained ({differ}); "
+                             f"describe it in inference.yaml's zoo_artifact (or pass {fix}) before writing bare weights.")
     with atomic_path(out) as tmp:
         torch.save(weights, tmp)
     return Path(out)
