@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +37,12 @@ def on_device_data(data_path: str = "auto", device: str | torch.device | None = 
         data_path: ``auto`` (device path on CUDA), ``cpu`` or ``gpu`` (see :func:`pipeline.engines.resolve_data_path`).
         device: the training device.
     """
-    return resolve_data_path(data_path, device) == "gpu"
+    return _resolved_data_path(str(data_path), None if device is None else torch.device(device)) == "gpu"
+
+
+@functools.lru_cache(maxsize=None)
+def _resolved_data_path(data_path: str, device: torch.device | None) -> str:
+    return resolve_data_path(data_path, device)  # once per process and setting: the choice is logged once
 
 
 def segmentation_loss(num_classes: int, **kwargs: Any) -> DiceCELoss:
