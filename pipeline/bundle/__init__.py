@@ -5,7 +5,7 @@ MONAI object or a value, so the YAML declares *what* and the code here decides *
 
 - :mod:`.choices`: values that depend on the device (the CPU laptop profile), the data path, the loss.
 - :mod:`.loaders`: the training and evaluation loaders for both data paths (CPU workers or device cache).
-- :mod:`.handlers`: handler lists per rank, early stopping on the validation metric, start-of-run log messages.
+- :mod:`.handlers`: rank-0-only handlers, early stopping on the validation metric, start-of-run log messages.
 - :mod:`.checkpoint`: the model artifact of a checkpoint and the flat state dict the MONAI model zoo tools read.
 - :mod:`.distributed`: the process group of the multi-GPU overlays.
 - :mod:`.inference`: the inference engine of ``inference.yaml`` (the batch runner behind ``xray-seg predict``).
@@ -22,7 +22,7 @@ from pipeline.bundle.choices import (
     segmentation_loss,
 )
 from pipeline.bundle.distributed import distributed_network, finish_distributed, init_distributed, is_rank0, local_device
-from pipeline.bundle.handlers import LogMessageHandler, batch_image_meta, ValidationEarlyStop, early_stopping, handler_list
+from pipeline.bundle.handlers import LogMessageHandler, RankZeroHandlers, ValidationEarlyStop, batch_image_meta
 from pipeline.bundle.inference import FolderInference, input_dataset
 from pipeline.bundle.loaders import evaluation_loader, training_loader
 
@@ -33,9 +33,8 @@ __all__ = [
     "ValidationEarlyStop",
     "batch_image_meta",
     "checkpoint_artifact",
-    "early_stopping",
     "evaluation_loader",
-    "handler_list",
+    "RankZeroHandlers",
     "on_device_data",
     "per_device",
     "segmentation_loss",

@@ -9,22 +9,29 @@ from typing import Any
 from ignite.engine import Engine, Events
 from monai.handlers import EarlyStopHandler
 
-__all__ = ["LogMessageHandler", "ValidationEarlyStop", "batch_image_meta", "early_stopping", "handler_list"]
+__all__ = ["LogMessageHandler", "RankZeroHandlers", "ValidationEarlyStop", "batch_image_meta"]
 
 
-def handler_list(every_rank: Iterable[Any] = (), rank0: Iterable[Any] = (), is_rank0: bool = True) -> list[Any]:
-    """The handlers an engine attaches: ``every_rank`` always, ``rank0`` only on rank 0 (logging, saving, tracking).
+class RankZeroHandlers:
+    """Handlers only rank 0 attaches (logging, checkpoint saving, tracking); other ranks attach none of them.
 
-    ``None`` entries (a handler switched off by its factory, e.g. :func:`early_stopping` with patience 0) are dropped.
-    The multi-GPU overlay sets ``is_rank0`` from the process rank; nothing depends on the position of a handler.
+    One entry of a trainer's or evaluator's handler list, so the list keeps the shape MONAI's workflow checks expect
+    and nothing depends on the position of a handler. The multi-GPU overlay sets ``enabled`` from the process rank.
 
     Args:
-        every_rank: handlers every process needs (learning-rate schedule, validation, early stopping).
-        rank0: handlers only rank 0 runs.
-        is_rank0: whether this process is rank 0.
+        handlers: the handlers.
+        enabled: whether this process attaches them (``is_rank0``).
     """
-    chosen = list(every_rank) + (list(rank0) if is_rank0 else [])
-    return [h for h in chosen if h is not None]
+
+    def __init__(self, handlers: Iterable[Any], enabled: bool = True) -> None:
+        self.handlers = [h for h in handlers if h is not None]
+        self.enabled = bool(enabled)
+
+    def attach(self, engine: Engine) -> None:
+        """Attach every handler to ``engine`` (rank 0 only)."""
+        if self.enabled:
+            for handler in self.handlers:
+                handler.attach(engine)
 
 
 class ValidationEarlyStop(EarlyStopHandler):
@@ -35,7 +42,7 @@ class ValidationEarlyStop(EarlyStopHandler):
 
     Args:
         validator: the evaluator that computes ``metric``.
-        patience: validations without improvement before stopping.
+        patience: validations without improvement before stopping; 0 = never stop early (attaches nothing).
         metric: name of the validator's metric (larger is better).
         min_delta: smallest change counted as an improvement.
     """
@@ -49,14 +56,11 @@ class ValidationEarlyStop(EarlyStopHandler):
         return float(engine.state.metrics[self.metric])
 
     def attach(self, engine: Engine) -> None:
-        """Bind the trainer ``engine`` and listen to the validator's epochs."""
+        """Bind the trainer ``engine`` and listen to the validator's epochs (nothing with patience 0)."""
+        if self.patience <= 0:
+            return
         self.set_trainer(engine)
         self.validator.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-
-def early_stopping(validator: Engine, patience: int, metric: str = "val_mean_dice") -> ValidationEarlyStop | None:
-    """:class:`ValidationEarlyStop`, or ``None`` (no early stopping) for ``patience`` 0."""
-    return ValidationEarlyStop(validator, int(patience), metric) if int(patience) > 0 else None
 
 
 class LogMessageHandler:

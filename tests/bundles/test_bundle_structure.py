@@ -34,7 +34,7 @@ TASK_KEYS = {
     "max_epochs", "max_epochs#_target_", "max_epochs#device", "max_epochs#cpu", "max_epochs#cuda", "lr_schedule",
     "early_stop_patience", "per_body_part", "augment#affine_prob", "augment#rotate_degrees", "augment#elastic_prob",
     "augment#intensity_prob", "augment#gamma", "augment#noise_std", "train#loader#per_group",
-    "train#handlers#rank0#0#messages", "train#handlers#rank0#3#params#per_body_part", "report_variants",
+    "train#handlers#3#handlers#0#messages", "train#handlers#3#handlers#3#params#per_body_part", "report_variants",
     "model", "zoo_artifact#network_name", "zoo_artifact#num_classes", "zoo_artifact#class_names",
 }
 
@@ -88,7 +88,7 @@ def test_the_two_bundles_share_their_common_keys():
     # and the shared structure is really there in both (not two empty files agreeing)
     for bundle in (LUNG, TISSUE):
         train = _flat(_load(bundle, "train.yaml"))
-        assert train["validate#handlers#rank0#0#save_dict#artifact"] == "@model_artifact"
+        assert train["validate#handlers#0#handlers#0#save_dict#artifact"] == "@model_artifact"
         assert train["train#loader#_target_"] == "pipeline.bundle.training_loader"
         assert "pipeline.tracking.MLflowTrainingHandler" in train.values()
         assert _load(bundle, "common.yaml")["compile"] is False and "amp_kwargs" in _load(bundle, "common.yaml")
