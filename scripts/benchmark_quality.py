@@ -91,7 +91,7 @@ def train_one(name: str, epochs: int, args: argparse.Namespace, out: Path) -> tu
     run_dir = out / name
     kwargs = json.loads(args.network_kwargs)
     wf = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.yaml"),
+        config_file=[str(BUNDLE / "configs" / "common.yaml"), str(BUNDLE / "configs" / "train.yaml")],
         meta_file=str(BUNDLE / "configs" / "metadata.json"),
         logging_file=str(BUNDLE / "configs" / "logging.conf"),
         run_id="training",

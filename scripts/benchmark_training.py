@@ -187,9 +187,9 @@ def run_bundle(data_path: str, args: argparse.Namespace, work: Path, device: tor
         if on_cuda and args.amp == "bf16":
             overrides["amp_kwargs"] = "${'dtype': torch.bfloat16}"
     if args.prefetch and data_path == "gpu":
-        overrides["train#device_dataloader#prefetch"] = True
+        overrides["train#loader#prefetch"] = True
     t0 = time.perf_counter()
-    wf = _bundle(["train.yaml"], "training", overrides)
+    wf = _bundle(["common.yaml", "train.yaml"], "training", overrides)
     wf.initialize()
     _set_cudnn(args.cudnn)
     trainer = wf.parser.get_parsed_content("train#trainer")  # builds the data path (decoding, caching)
@@ -215,7 +215,7 @@ def run_bundle(data_path: str, args: argparse.Namespace, work: Path, device: tor
     wf.finalize()
     result = {"path": data_path, "setup_s": setup, **clock.summary()}
     del trainer, evaluator, wf
-    ev = _bundle(["train.yaml", "evaluate.yaml"], "evaluating", overrides)
+    ev = _bundle(["common.yaml", "evaluate.yaml"], "evaluating", overrides)
     ev.initialize()
     ev.run()
     result["test_dice"] = float(ev.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"])

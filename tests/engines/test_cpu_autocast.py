@@ -9,7 +9,7 @@ from monai.bundle import ConfigParser
 from pipeline.engines import CpuAutocastInferer, cpu_has_native_bf16
 from pipeline.networks import get_network
 
-TRAIN_YAML = Path(__file__).resolve().parents[2] / "bundles" / "chest_xray_lung_segmentation" / "configs" / "train.yaml"
+CONFIGS = Path(__file__).resolve().parents[2] / "bundles" / "chest_xray_lung_segmentation" / "configs"
 
 
 def _net_and_batch():
@@ -62,7 +62,7 @@ def test_auto_follows_the_cpu_and_bad_values_are_refused():
 @pytest.mark.parametrize("value", [True, False])
 def test_lung_bundle_training_inferer_follows_cpu_bf16(value):
     parser = ConfigParser()
-    parser.read_config(str(TRAIN_YAML))
+    parser.read_config([str(CONFIGS / "common.yaml"), str(CONFIGS / "train.yaml")])
     parser["cpu_bf16"] = value
     inferer = parser.get_parsed_content("train#inferer")
     assert isinstance(inferer, CpuAutocastInferer) and inferer.enabled is value
