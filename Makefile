@@ -19,14 +19,14 @@ venv: $(VENV)/.installed
 
 ## Train the lung bundle on the embedded default data (CRD via kagglehub when online, else the committed JSRT sample).
 train: venv
-	cd $(BUNDLE) && ../../$(PY) -m monai.bundle run training --config_file configs/train.yaml $(ARGS)
+	cd $(BUNDLE) && ../../$(PY) -m monai.bundle run training --config_file "['configs/common.yaml','configs/train.yaml']" $(ARGS)
 
 ## Run the test suite.
 test: venv
 	$(PY) -m pytest $(ARGS)
 
 evaluate: venv
-	cd $(BUNDLE) && ../../$(PY) -m monai.bundle run evaluating --config_file "['configs/train.yaml','configs/evaluate.yaml']" $(ARGS)
+	cd $(BUNDLE) && ../../$(PY) -m monai.bundle run evaluating --config_file "['configs/common.yaml','configs/evaluate.yaml']" $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(BUNDLE)/models $(BUNDLE)/eval

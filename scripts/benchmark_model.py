@@ -13,11 +13,18 @@ CPU part: single-image latency (batch 1) with ``--cpu-threads`` (2) threads, eag
 autocast (with its mask agreement with fp32): median and minimum over ``--repeats`` calls, the variants interleaved
 so that load from other processes hits them alike.
 
+CPU training step (``--cpu-train``, opt-in): forward + backward + Adam step at ``--train-size`` (128) and batch
+``--train-batch`` (16), float32 against bf16 autocast (the forward under ``torch.autocast("cpu", torch.bfloat16)``,
+float32 weights, as ``pipeline.engines.CpuAutocastInferer`` trains), one thread, interleaved. It reports the process
+CPU-seconds per step (what the step costs, nearly untouched by other jobs sharing the cores) beside the wall-clock
+seconds, and the speed-up.
+
 Examples::
 
     python scripts/benchmark_model.py                    # everything (GPU part only with CUDA)
     python scripts/benchmark_model.py --skip-cpu         # GPU throughput only
     python scripts/benchmark_model.py --quick            # CPU smoke run: fewer repeats
+    python scripts/benchmark_model.py --skip-gpu --skip-cpu --cpu-train   # CPU training step: fp32 vs bf16
 """
 
 from __future__ import annotations
@@ -49,6 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpu-seconds", type=float, default=2.0, help="timed seconds per GPU measurement (after warm-up)")
     p.add_argument("--cpu-threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=10, help="timed single-image calls per network on CPU")
+    p.add_argument("--cpu-train", action="store_true",
+                   help="also measure a CPU training step (forward+backward+Adam) in fp32 and bf16 autocast")
+    p.add_argument("--train-size", type=int, default=128, help="image side for --cpu-train (default 128)")
+    p.add_argument("--train-batch", type=int, default=16, help="batch for --cpu-train (default 16)")
+    p.add_argument("--train-repeats", type=int, default=3, help="timed steps per precision for --cpu-train")
     p.add_argument("--skip-gpu", action="store_true")
     p.add_argument("--skip-cpu", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 CPU repeats, 0.5 s per GPU measurement")
@@ -174,6 +186,47 @@ def cpu_latency(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def cpu_training_step(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """CPU-seconds (and wall seconds) per training step, float32 vs bf16 autocast, one thread, interleaved."""
+    import torch.nn.functional as F
+
+    from pipeline.engines import cpu_has_native_bf16
+
+    torch.set_num_threads(1)
+    rows: list[dict[str, Any]] = []
+    print(f"\n## CPU training step: forward + backward + Adam, {args.train_size}², batch {args.train_batch}, 1 thread, "
+          f"native bf16: {cpu_has_native_bf16()}; one warm-up + {args.train_repeats} timed steps each, interleaved\n")
+    print("| network | fp32 CPU-s/step (min) | bf16 CPU-s/step (min) | speed-up (CPU time) | fp32 wall s (min) "
+          "| bf16 wall s (min) |")
+    print("|---|---|---|---|---|---|", flush=True)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(args.train_batch, 1, args.train_size, args.train_size, generator=generator)
+    y = (torch.rand(x.shape, generator=generator) > 0.5).float()
+    for name in args.networks:
+        net = _network(name).train()
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+        cpu_s: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        wall_s: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        for step in range(args.train_repeats + 1):
+            for mode in ("fp32", "bf16"):
+                c0, w0 = time.process_time(), time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+                    logits = net(x)
+                loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if step > 0:  # the first round warms up allocators and oneDNN kernels
+                    cpu_s[mode].append(time.process_time() - c0)
+                    wall_s[mode].append(time.perf_counter() - w0)
+        row = {"network": name, "size": args.train_size, "batch": args.train_batch,
+               "cpu_s": cpu_s, "wall_s": wall_s, "speedup_cpu": min(cpu_s["fp32"]) / min(cpu_s["bf16"])}
+        print(f"| {name} | {min(cpu_s['fp32']):.2f} | {min(cpu_s['bf16']):.2f} | **{row['speedup_cpu']:.2f}×** | "
+              f"{min(wall_s['fp32']):.2f} | {min(wall_s['bf16']):.2f} |", flush=True)
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results: dict[str, Any] = {"machine": platform.node(), "torch": torch.__version__, "args": vars(args) | {
@@ -187,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n(no CUDA device: GPU throughput not measured)")
     if not args.skip_cpu:
         results["cpu"] = cpu_latency(args)
+    if args.cpu_train:
+        results["cpu_train"] = cpu_training_step(args)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, default=str))

@@ -53,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--network-kwargs", default="{}", help="JSON dict of constructor overrides for every network")
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-images", type=int, default=0,
+                   help="score only the first N images of each test set (0 = all; for smoke runs)")
     p.add_argument("--evaluate-only", nargs="*", default=[], metavar="NET=CHECKPOINT",
                    help="skip training and score existing checkpoints, e.g. basic_unet=outputs/.../model.pt "
                         "(for runs stopped early by a time budget)")
@@ -89,7 +91,7 @@ def train_one(name: str, epochs: int, args: argparse.Namespace, out: Path) -> tu
     run_dir = out / name
     kwargs = json.loads(args.network_kwargs)
     wf = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.yaml"),
+        config_file=[str(BUNDLE / "configs" / "common.yaml"), str(BUNDLE / "configs" / "train.yaml")],
         meta_file=str(BUNDLE / "configs" / "metadata.json"),
         logging_file=str(BUNDLE / "configs" / "logging.conf"),
         run_id="training",
@@ -122,7 +124,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from pipeline.data import pair_folder, prepare_datalist
+    from pipeline.engines import cpu_has_native_bf16
     from pipeline.inference import Predictor
+    from pipeline.model import ModelArtifact
 
     for sub in ("jsrt_scr", "openist_cxr"):
         if not (args.data / sub / "images").is_dir():
@@ -132,9 +136,12 @@ def main(argv=None) -> int:
     epochs = {k: int(v) for k, v in (e.split("=") for e in args.epochs)}
     jsrt_test = prepare_datalist(args.data / "jsrt_scr", None)["test"]
     openist = pair_folder(args.data / "openist_cxr").pairs
+    if args.max_images > 0:
+        jsrt_test, openist = jsrt_test[: args.max_images], openist[: args.max_images]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     machine = f"{platform.node()} ({torch.cuda.get_device_name(0) if device == 'cuda' else f'CPU, {torch.get_num_threads()} threads'})"
-    results = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "networks": {}}
+    precision = "CUDA AMP" if device == "cuda" else ("bf16 autocast" if cpu_has_native_bf16() else "float32")
+    results = {"machine": machine, "training_precision": precision, "args": {k: str(v) for k, v in vars(args).items()}, "networks": {}}
     given = {k: Path(v) for k, v in (e.split("=", 1) for e in args.evaluate_only)}
     for name in (list(given) if given else args.networks):
         n_epochs = epochs.get(name, args.max_epochs)
@@ -143,10 +150,10 @@ def main(argv=None) -> int:
         else:
             logger.info("training %s for %d epochs at %d px", name, n_epochs, args.image_size)
             ckpt, best_val, seconds = train_one(name, n_epochs, args, args.out)
-        predictor = Predictor.from_bundle(
-            BUNDLE, checkpoint=ckpt, overrides={"network_name": name, "image_size": args.image_size,
-                                                "network_kwargs": json.loads(args.network_kwargs)}, device=device
-        )
+        # the model file's artifact names network, size and preprocessing; ``default`` covers bare weights
+        fallback = ModelArtifact(network_name=name, network_kwargs=json.loads(args.network_kwargs),
+                                 image_size=args.image_size)
+        predictor = Predictor.from_checkpoint(ckpt, device=device, default=fallback)
         jsrt = score(predictor, jsrt_test)
         other = score(predictor, openist)
         results["networks"][name] = {
@@ -155,12 +162,14 @@ def main(argv=None) -> int:
             "per_image": {"jsrt_test": jsrt, "openist": other},
         }
         (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"\nmachine: {machine}; image size {args.image_size}; schedule {args.lr_schedule}\n")
-    print("| network | epochs | train time | best val Dice | JSRT test Dice (mean) | JSRT 5th pct image | OpenIST Dice (all 275) | OpenIST 5th pct |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\nmachine: {machine}; image size {args.image_size}; schedule {args.lr_schedule}; training {precision}\n")
+    print("| network | epochs | train time | best val Dice | JSRT test Dice (mean) | JSRT 5th pct image | JSRT worst "
+          "| OpenIST Dice (mean) | OpenIST 5th pct | OpenIST worst |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results["networks"].items():
+        j, o = r["jsrt_test"], r["openist"]
         print(f"| {name} | {r['epochs']} | {r['train_seconds'] / 60:.1f} min | {r['best_val_dice']:.4f} | "
-              f"{r['jsrt_test']['mean']:.4f} | {r['jsrt_test']['p05']:.3f} | {r['openist']['mean']:.4f} | {r['openist']['p05']:.3f} |")
+              f"{j['mean']:.4f} | {j['p05']:.3f} | {j['min']:.3f} | {o['mean']:.4f} | {o['p05']:.3f} | {o['min']:.3f} |")
     return 0
 
 

@@ -56,7 +56,7 @@ def train(name: str, epochs: int, data_dir: str, kwargs: dict, args: argparse.Na
 
     run_dir = args.out / name
     wf = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.yaml"),
+        config_file=[str(BUNDLE / "configs" / "common.yaml"), str(BUNDLE / "configs" / "train.yaml")],
         meta_file=str(BUNDLE / "configs" / "metadata.json"),
         logging_file=str(BUNDLE / "configs" / "logging.conf"),
         run_id="training", workflow_type=None, bundle_root=str(BUNDLE),

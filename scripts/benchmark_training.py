@@ -2,7 +2,7 @@
 """Training throughput and time-to-quality: the bundle's CPU data path, its device data path and a bare PyTorch loop.
 
 In one process, on the same data (``jsrt_scr`` with its ``splits.csv``: 174 train / 22 val / 51 test) and the same
-network (BasicUNet, MONAI defaults unless ``--network-kwargs``), this script trains:
+network (``--network``, BasicUNet by default, constructor defaults unless ``--network-kwargs``), this script trains:
 
 (a) ``cpu``: the lung bundle's ``train.yaml`` with ``data_path: cpu`` (``CacheDataset`` + ``DataLoader`` workers,
     per-image MONAI flip / affine / elastic / intensity augmentation);
@@ -14,8 +14,11 @@ network (BasicUNet, MONAI defaults unless ``--network-kwargs``), this script tra
 For each it prints training images/s (epochs after the first, training iterations only, validation excluded), the
 ratios (b)/(c) and (a)/(c), the wall-clock seconds from the start of training until validation Dice first reaches
 ``--target-dice`` (validation time included), the best validation Dice and the JSRT test Dice of the best
-checkpoint. AMP is on on CUDA (bf16 where supported) for all three; ``--compile`` / ``--channels-last`` apply to all
-three. ``--cudnn`` picks the cuDNN flags for all three (``bundle``: what the bundle's ``set_determinism`` sets, i.e.
+checkpoint, and the CPU-seconds per training image (process CPU time, a figure that other jobs on a shared machine
+disturb far less than wall-clock time). ``--amp`` sets the precision for all three: ``auto`` is the bundle's default
+(AMP on CUDA, bf16 where supported; on a CPU, bf16 autocast where the CPU has native bf16, see
+``pipeline.engines.CpuAutocastInferer``), ``off`` is float32 throughout, ``bf16`` forces bf16 autocast on any device.
+``--compile`` / ``--channels-last`` apply to all three. ``--cudnn`` picks the cuDNN flags for all three (``bundle``: what the bundle's ``set_determinism`` sets, i.e.
 deterministic kernels; ``benchmark``: autotuned, non-deterministic).
 
 Examples::
@@ -23,6 +26,8 @@ Examples::
     python scripts/benchmark_training.py                       # GPU: 60 epochs at 256², batch 16, one-cycle
     python scripts/benchmark_training.py --cudnn benchmark --compile --channels-last --prefetch
     python scripts/benchmark_training.py --quick               # CPU smoke run (32², 2 epochs, small BasicUNet)
+    python scripts/benchmark_training.py --paths a --image-size 128 --epochs 3 --num-workers 0 --amp off   # CPU fp32
+    python scripts/benchmark_training.py --paths a --image-size 128 --epochs 3 --num-workers 0 --amp bf16  # CPU bf16
 """
 
 from __future__ import annotations
@@ -61,7 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=1e-4, help="base lr; the one-cycle peak is 10x (1e-3)")
     p.add_argument("--lr-schedule", default="onecycle", choices=["constant", "cosine", "onecycle"])
-    p.add_argument("--network-kwargs", default="{}", help="JSON dict of BasicUNet constructor overrides")
+    p.add_argument("--network", default="basic_unet", help="network for all paths (pipeline.networks name)")
+    p.add_argument("--network-kwargs", default="{}", help="JSON dict of network constructor overrides")
+    p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16"],
+                   help="precision for all paths: auto = the bundle's default (CUDA AMP; CPU bf16 autocast where the "
+                        "CPU has native bf16), off = float32, bf16 = bf16 autocast on any device")
     p.add_argument("--num-workers", type=int, default=8, help="DataLoader workers of the CPU path (default 8)")
     p.add_argument("--paths", default="abc", help="which paths to run: any of a (cpu), b (gpu), c (bare)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training network (all paths)")
@@ -78,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.image_size, args.epochs, args.batch_size, args.num_workers = 32, 2, 8, 0
-        if args.network_kwargs == "{}":
+        if args.network_kwargs == "{}" and args.network == "basic_unet":
             args.network_kwargs = json.dumps(QUICK_NETWORK)
     if not set(args.paths) <= set(PATHS):
         p.error(f"--paths takes letters from {''.join(PATHS)}, got {args.paths!r}")
@@ -102,8 +111,9 @@ class Clock:
 
     def __init__(self, device: torch.device, target: float) -> None:
         self.device, self.target = device, target
-        self.start = self.epoch_start = 0.0
+        self.start = self.epoch_start = self.epoch_cpu_start = 0.0
         self.epoch_seconds: list[float] = []
+        self.epoch_cpu_seconds: list[float] = []
         self.epoch_images: list[int] = []
         self.val_dice: list[float] = []
         self.time_to_target: float | None = None
@@ -116,6 +126,7 @@ class Clock:
     def epoch_started(self) -> None:
         _sync(self.device)
         self.epoch_start = time.perf_counter()
+        self.epoch_cpu_start = time.process_time()
         self.epoch_images.append(0)
 
     def iteration(self, images: int) -> None:
@@ -124,6 +135,7 @@ class Clock:
     def epoch_trained(self) -> None:
         _sync(self.device)
         self.epoch_seconds.append(time.perf_counter() - self.epoch_start)
+        self.epoch_cpu_seconds.append(time.process_time() - self.epoch_cpu_start)
 
     def validated(self, dice: float) -> None:
         self.val_dice.append(float(dice))
@@ -134,8 +146,10 @@ class Clock:
     def summary(self) -> dict[str, Any]:
         steady = slice(1, None) if len(self.epoch_seconds) > 1 else slice(None)
         seconds, images = sum(self.epoch_seconds[steady]), sum(self.epoch_images[steady])
+        cpu_seconds = sum(self.epoch_cpu_seconds[steady])
         return {
             "images_per_s": images / seconds if seconds > 0 else float("nan"),
+            "cpu_s_per_image": cpu_seconds / images if images > 0 else float("nan"),
             "first_epoch_s": self.epoch_seconds[0] if self.epoch_seconds else float("nan"),
             "train_wall_s": time.perf_counter() - self.start,
             "time_to_target_s": self.time_to_target,
@@ -160,16 +174,22 @@ def run_bundle(data_path: str, args: argparse.Namespace, work: Path, device: tor
     run_dir = work / data_path
     overrides = dict(
         bundle_root=str(BUNDLE), dataset_dir=str(args.data / "jsrt_scr"), output_dir=f"$'{run_dir / 'eval'}'",
-        ckpt_dir=str(run_dir / "models"), network_name="basic_unet", network_kwargs=json.loads(args.network_kwargs),
+        ckpt_dir=str(run_dir / "models"), network_name=args.network, network_kwargs=json.loads(args.network_kwargs),
         image_size=args.image_size, max_epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, lr_schedule=args.lr_schedule, early_stop_patience=0, val_interval=1,
         num_workers=args.num_workers, seed=args.seed, data_path=data_path, compile=args.compile,
         channels_last=args.channels_last,
     )
+    if args.amp != "auto":  # CUDA: MONAI's amp flag; CPU: the training inferer's bf16 autocast
+        on_cuda = device.type == "cuda"
+        overrides["amp"] = on_cuda and args.amp == "bf16"
+        overrides["cpu_bf16"] = args.amp == "bf16"
+        if on_cuda and args.amp == "bf16":
+            overrides["amp_kwargs"] = "${'dtype': torch.bfloat16}"
     if args.prefetch and data_path == "gpu":
-        overrides["train#device_dataloader#prefetch"] = True
+        overrides["train#loader#prefetch"] = True
     t0 = time.perf_counter()
-    wf = _bundle(["train.yaml"], "training", overrides)
+    wf = _bundle(["common.yaml", "train.yaml"], "training", overrides)
     wf.initialize()
     _set_cudnn(args.cudnn)
     trainer = wf.parser.get_parsed_content("train#trainer")  # builds the data path (decoding, caching)
@@ -195,7 +215,7 @@ def run_bundle(data_path: str, args: argparse.Namespace, work: Path, device: tor
     wf.finalize()
     result = {"path": data_path, "setup_s": setup, **clock.summary()}
     del trainer, evaluator, wf
-    ev = _bundle(["train.yaml", "evaluate.yaml"], "evaluating", overrides)
+    ev = _bundle(["common.yaml", "evaluate.yaml"], "evaluating", overrides)
     ev.initialize()
     ev.run()
     result["test_dice"] = float(ev.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"])
@@ -246,6 +266,17 @@ def _mean_dice(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return float(torch.cat(scores).mean())
 
 
+def _amp(mode: str, device: torch.device) -> dict[str, Any]:
+    """``torch.autocast`` arguments for ``--amp`` on ``device``, matching what the bundle does for ``auto``."""
+    from pipeline.engines import cpu_has_native_bf16
+
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if mode == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
+        return {"device_type": "cuda", "dtype": dtype, "enabled": mode != "off"}
+    enabled = mode == "bf16" or (mode == "auto" and cpu_has_native_bf16())
+    return {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": enabled}
+
+
 def run_bare(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """A plain PyTorch training loop: resident data, device flips, AMP, no engine (the reference)."""
     from monai.utils import set_determinism
@@ -261,7 +292,8 @@ def run_bare(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     set_determinism(seed=args.seed)
     _set_cudnn(args.cudnn)
     memory_format = torch.channels_last if args.channels_last else torch.preserve_format
-    net = get_network("basic_unet", **json.loads(args.network_kwargs)).to(device, memory_format=memory_format)
+    net = get_network(args.network, spatial_dims=2, in_channels=1, out_channels=1,
+                      **json.loads(args.network_kwargs)).to(device, memory_format=memory_format)
     model = torch.compile(net) if args.compile else net
     optimizer = torch.optim.Adam(net.parameters(), lr=args.learning_rate, weight_decay=5e-4)
     n, bs = len(train_x), args.batch_size
@@ -271,10 +303,9 @@ def run_bare(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
                                                        epochs=args.epochs, steps_per_epoch=steps)
     else:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    amp = _amp(args.amp, device)
     cuda = device.type == "cuda"
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
-    amp = {"device_type": device.type, "dtype": dtype, "enabled": cuda}
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and dtype == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp["enabled"] and amp["dtype"] == torch.float16)
     setup = time.perf_counter() - t0
     clock = Clock(device, args.target_dice)
     best, best_state = -1.0, None
@@ -343,21 +374,24 @@ def main(argv: list[str] | None = None) -> int:
     bare = results.get("bare", {}).get("images_per_s")
     ratios = {f"({k})/(c)": results[PATHS[k]]["images_per_s"] / bare
               for k in "ab" if bare and PATHS[k] in results}
-    amp = "off" if device.type != "cuda" else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    autocast = _amp(args.amp, device)
+    amp = (str(autocast["dtype"]).replace("torch.bfloat16", "bf16").replace("torch.float16", "fp16")
+           if autocast["enabled"] else "off")
     flags = (f"AMP {amp}, compile {args.compile}, channels-last {args.channels_last}, cuDNN {args.cudnn}, "
              f"prefetch {args.prefetch}")
-    print(f"\nmachine: {machine}; torch {torch.__version__}; BasicUNet {args.network_kwargs}; {args.image_size}², "
+    print(f"\nmachine: {machine}; torch {torch.__version__}; {args.network} {args.network_kwargs}; {args.image_size}², "
           f"batch {args.batch_size}, {args.epochs} epochs, {args.lr_schedule} lr {args.learning_rate:g} "
           f"(peak {10 * args.learning_rate:g}); {flags}; CPU path workers {args.num_workers}\n")
-    print(f"| path | training images/s | vs bare | setup s | seconds to val Dice ≥ {args.target_dice} (epoch) "
-          "| best val Dice | JSRT test Dice |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| path | training images/s | CPU-s per image | vs bare | setup s | seconds to val Dice ≥ "
+          f"{args.target_dice} (epoch) | best val Dice | JSRT test Dice |")
+    print("|---|---|---|---|---|---|---|---|")
     for letter in args.paths:
         r = results[PATHS[letter]]
         ratio = r["images_per_s"] / bare if bare else float("nan")
         reached = (f"{r['time_to_target_s']:.1f} ({r['epoch_to_target']})" if r["time_to_target_s"] is not None
                    else "not reached")
-        print(f"| ({letter}) {r['path']} | {r['images_per_s']:.1f} | {_fmt(ratio, '.2f', 'n/a')} | {r['setup_s']:.1f} "
+        print(f"| ({letter}) {r['path']} | {r['images_per_s']:.1f} | {r['cpu_s_per_image']:.3f} "
+              f"| {_fmt(ratio, '.2f', 'n/a')} | {r['setup_s']:.1f} "
               f"| {reached} | {r['best_val_dice']:.4f} | {r['test_dice']:.4f} |")
     for key, value in ratios.items():
         print(f"{key} = {value:.2f}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import torch
 from monai.networks.blocks import Convolution
@@ -51,11 +50,19 @@ def conv_norm_act(
 
 
 def check_spatial_size(x: torch.Tensor, divisor: int, network: str) -> None:
-    """Raise a ``ValueError`` naming the sizes that work when a spatial side is not a multiple of ``divisor``."""
-    sizes: Sequence[int] = tuple(x.shape[2:])
-    bad = [s for s in sizes if s % divisor != 0]
+    """Raise a ``ValueError`` naming the sizes that work when a spatial side is not a multiple of ``divisor``.
+
+    Written with plain loops so that the networks calling it stay scriptable (``torch.jit.script``).
+    """
+    sizes: list[int] = []
+    suggestion: list[int] = []
+    bad = False
+    for s in x.shape[2:]:
+        sizes.append(int(s))
+        suggestion.append(((int(s) + divisor - 1) // divisor) * divisor)
+        if int(s) % divisor != 0:
+            bad = True
     if bad:
-        suggestion = tuple(((s + divisor - 1) // divisor) * divisor for s in sizes)
         raise ValueError(
             f"{network} needs every spatial side to be a multiple of {divisor}, got input of spatial size {sizes}. "
             f"Resize or pad the image to e.g. {suggestion} (sizes such as 128, 200, 256 or 512 work)."

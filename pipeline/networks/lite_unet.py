@@ -63,6 +63,7 @@ class LiteUNet(nn.Module):
         torch.Size([1, 1, 256, 256])
     """
 
+    __constants__ = ["divisor"]  # a TorchScript constant: the networks export by scripting
     divisor = 4
 
     def __init__(

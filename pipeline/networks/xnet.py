@@ -49,6 +49,7 @@ class XNet(nn.Module):
         torch.Size([2, 3, 256, 256])
     """
 
+    __constants__ = ["divisor"]  # a TorchScript constant: the networks export by scripting
     divisor = 8
 
     def __init__(

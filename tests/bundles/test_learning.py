@@ -11,7 +11,7 @@ from xray_test_paths import LUNG_BUNDLE
 
 def test_few_epochs_on_real_sample_reach_high_dice(tmp_path, sample_dir):
     """Also: the trained checkpoint runs in bf16 on a CPU that computes it natively, with fp32's masks."""
-    wf = workflow(["train.yaml"], tmp_path, run_id="training", image_size=64, max_epochs=12, batch_size=4,
+    wf = workflow(["common.yaml", "train.yaml"], tmp_path, run_id="training", image_size=64, max_epochs=12, batch_size=4,
                   learning_rate=0.002, network_kwargs={"features": [16, 16, 32, 64, 128, 16]},
                   augment={"flip_prob": 0.5, "affine_prob": 0.0, "elastic_prob": 0.0, "intensity_prob": 0.0})
     evaluator = wf.parser.get_parsed_content("validate#evaluator")

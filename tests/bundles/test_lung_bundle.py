@@ -1,4 +1,7 @@
-"""Every config of the lung bundle runs end to end through MONAI's ConfigWorkflow, on the committed real sample."""
+"""Every config of the lung bundle runs end to end through MONAI's ConfigWorkflow, on the committed real sample.
+
+Training, evaluation and multi-GPU runs are ``common.yaml`` plus one overlay; ``inference.yaml`` runs alone.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ def workflow(config_files, tmp: Path, run_id: str = "run", **overrides) -> Confi
         num_workers=0,
         network_kwargs=TINY_BASIC_UNET,
     )
+    if config_files == ["inference.yaml"]:  # standalone: only its own keys
+        defaults = {k: v for k, v in defaults.items() if k in ("bundle_root", "ckpt_dir")}
     defaults.update(overrides)
     defaults = {k: v for k, v in defaults.items() if v is not DROP}
     files = [str(CONFIGS / f) for f in config_files]
@@ -51,7 +56,7 @@ def workflow(config_files, tmp: Path, run_id: str = "run", **overrides) -> Confi
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lung_bundle")
-    wf = workflow(["train.yaml"], tmp, run_id="training")
+    wf = workflow(["common.yaml", "train.yaml"], tmp, run_id="training")
     return tmp, wf
 
 
@@ -67,7 +72,7 @@ def test_training_run_id_trains_and_checkpoints(trained):
 
 def test_evaluate_writes_per_image_dice(trained):
     tmp, _ = trained
-    wf = workflow(["train.yaml", "evaluate.yaml"], tmp, run_id="evaluating")
+    wf = workflow(["common.yaml", "evaluate.yaml"], tmp, run_id="evaluating", image_size=DROP, network_kwargs=DROP)
     rows = list(csv.reader(open(tmp / "eval" / "evaluation" / "val_mean_dice_raw.csv")))
     assert len(rows) - 1 == len(wf.parser.get_parsed_content("datalist")["test"]) == 4
     assert all(r[0].endswith(".png") for r in rows[1:])
@@ -98,18 +103,20 @@ def test_inference_writes_masks_at_original_size(trained, tmp_path, sample_dir):
     Image.fromarray(big).save(inp / "odd_size.png")
     (inp / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    wf = workflow(["train.yaml", "inference.yaml"], tmp, run_id="inferring", input_dir=str(inp), output_dir=str(out),
+    wf = workflow(["inference.yaml"], tmp, run_id="inferring", input_dir=str(inp), output_dir=str(out),
                   output_formats=["png", "nifti"])
-    mask = np.asarray(Image.open(out / "odd_size_mask.png"))
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(open(out / "manifest.csv"))}  # the batch runner's manifest
+    assert rows["odd_size.png"]["status"] == "ok" and rows["notes.txt"]["status"] != "ok"
+    mask = np.asarray(Image.open(out / rows["odd_size.png"]["mask_png"]))
     assert mask.shape == (340, 300) and set(np.unique(mask)) <= {0, 255}
     import nibabel as nib
 
-    assert nib.load(str(out / "odd_size_mask.nii.gz")).shape == (300, 340)  # NIfTI: x = columns
-    assert wf is not None
+    assert nib.load(str(out / rows["odd_size.png"]["mask_nifti"])).shape == (300, 340)  # NIfTI: x = columns
+    assert wf.parser.get_parsed_content("evaluator").summary is not None
 
 
 def test_switching_network_is_one_override(tmp_path):
-    wf = workflow(["train.yaml"], tmp_path, max_epochs=1, network_name="xnet",
+    wf = workflow(["common.yaml", "train.yaml"], tmp_path, max_epochs=1, network_name="xnet",
                   network_kwargs={"features": [4, 8, 8, 16], "norm": "instance"})
     from pipeline.networks import XNet
 
@@ -117,9 +124,10 @@ def test_switching_network_is_one_override(tmp_path):
 
 
 def test_metadata_matches_the_network(tmp_path):
+    """MONAI's command line, as the model zoo runs it: inference.yaml alone, the metadata's shape at the default n."""
     cmd = [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def",
-           "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "train.yaml"),
-           "--bundle_root", str(LUNG_BUNDLE), "--n", "2", "--network_kwargs", str(TINY_BASIC_UNET)]
+           "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.yaml"),
+           "--bundle_root", str(LUNG_BUNDLE), "--zoo_artifact#network_kwargs", str(TINY_BASIC_UNET)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -129,7 +137,7 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
            "-m", "monai.bundle", "run", "training",
-           "--config_file", f"['{CONFIGS / 'train.yaml'}','{CONFIGS / 'multi_gpu_train.yaml'}']",
+           "--config_file", f"['{CONFIGS / 'common.yaml'}','{CONFIGS / 'train.yaml'}','{CONFIGS / 'multi_gpu_train.yaml'}']",
            "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
            "--bundle_root", str(LUNG_BUNDLE), "--dataset_dir", "sample", "--output_dir", f"$'{tmp_path / 'eval'}'",
            "--ckpt_dir", str(tmp_path / "models"), "--image_size", "32", "--max_epochs", "1", "--batch_size", "4",
@@ -156,12 +164,11 @@ def test_evaluation_and_inference_run_the_model_as_it_was_trained(trained, tmp_p
     inp = tmp_path / "in"
     inp.mkdir()
     (inp / "a.png").write_bytes((sample_dir / "images" / "JPCLN008.png").read_bytes())
-    wf = workflow(["train.yaml", "inference.yaml"], tmp, run_id="inferring", input_dir=str(inp),
-                  output_dir=str(tmp_path / "out"), image_size=DROP, network_kwargs=DROP)
+    wf = workflow(["inference.yaml"], tmp, run_id="inferring", input_dir=str(inp), output_dir=str(tmp_path / "out"))
     predictor = wf.parser.get_parsed_content("predictor")
     assert predictor.image_size == 32  # not this machine's default (128 on CPU, 256 on CUDA)
-    assert (tmp_path / "out" / "a_mask.png").is_file()
-    wf = workflow(["train.yaml", "evaluate.yaml"], tmp, run_id="evaluating", image_size=DROP, network_kwargs=DROP,
+    assert len(list((tmp_path / "out" / "masks").glob("*.png"))) == 1
+    wf = workflow(["common.yaml", "evaluate.yaml"], tmp, run_id="evaluating", image_size=DROP, network_kwargs=DROP,
                   fit_temperature=False)
     assert wf.parser.get_parsed_content("image_size") == 32
     from_bundle = Predictor.from_bundle(LUNG_BUNDLE, checkpoint=tmp / "models" / "model.pt", device="cpu")
@@ -176,15 +183,17 @@ def test_cpu_machines_get_the_laptop_defaults():
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.yaml"))
+    parser.read_config([str(CONFIGS / "common.yaml"), str(CONFIGS / "train.yaml")])
     parser["bundle_root"] = str(LUNG_BUNDLE)
     cuda = torch.cuda.is_available()
-    assert parser.get_parsed_content("cpu_profile") is (not cuda)
+    assert parser.get_parsed_content("amp") is cuda
     assert parser.get_parsed_content("image_size") == (256 if cuda else 128)
     assert parser.get_parsed_content("max_epochs") == (60 if cuda else 30)
     assert parser.get_parsed_content("lr_schedule") == "onecycle"
     parser["device"] = "$torch.device('cpu')"
     assert parser.get_parsed_content("image_size", reset=True) == 128
+    parser["image_size#cpu"] = 96  # the profile's values stay overridable one by one
+    assert parser.get_parsed_content("image_size", reset=True) == 96
 
 
 def test_a_stored_network_needs_no_override(tmp_path):

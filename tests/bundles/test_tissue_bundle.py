@@ -14,7 +14,7 @@ BUNDLE = REPO_ROOT / "bundles" / "xray_tissue_segmentation"
 def test_trains_one_epoch_on_synthetic_data_with_balanced_sampling(tmp_path):
     configs = BUNDLE / "configs"
     wf = ConfigWorkflow(
-        config_file=str(configs / "train.yaml"),
+        config_file=[str(configs / "common.yaml"), str(configs / "train.yaml")],
         meta_file=str(configs / "metadata.json"),
         logging_file=str(configs / "logging.conf"),
         run_id="training",
@@ -38,7 +38,7 @@ def test_trains_one_epoch_on_synthetic_data_with_balanced_sampling(tmp_path):
     assert len(parts) == 7
     assert {item["group"] for item in datalist["validation"]} == parts == {item["group"] for item in datalist["test"]}
     # balanced oversampling: one epoch draws per_body_part images of every body part (in expectation)
-    sampler = wf.parser.get_parsed_content("train#sampler")
+    sampler = wf.parser.get_parsed_content("train#loader").sampler
     assert len(sampler) == 2 * 7
     draws = Counter(datalist["training"][i]["group"] for _ in range(50) for i in sampler)
     assert max(draws.values()) < 3 * min(draws.values())

@@ -3,7 +3,7 @@
 The CPU chain (``pipeline.transforms.augmentation``, per image, MONAI transforms) and the device chain
 (``pipeline.transforms.device_augmentation``, per batch) are run on the same inputs with fixed seeds and compared
 statistically: label/image alignment, displacement magnitudes (tracked with coordinate images), flip rate and
-intensity statistics. Then ``train.yaml`` runs with ``data_path: gpu`` (on the CPU here), alone and under torchrun.
+intensity statistics. Then ``common.yaml`` + ``train.yaml`` run with ``data_path: gpu`` (on the CPU here), alone and under torchrun.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def _bundle_workflow(config_files, tmp: Path, run_id: str, **overrides):
 
 
 def test_bundle_trains_one_epoch_on_the_device_path(tmp_path):
-    wf = _bundle_workflow(["train.yaml"], tmp_path, "training")
+    wf = _bundle_workflow(["common.yaml", "train.yaml"], tmp_path, "training")
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert isinstance(trainer.data_loader, DeviceCacheLoader)
     assert isinstance(wf.parser.get_parsed_content("validate#evaluator").data_loader, DeviceCacheLoader)
@@ -242,7 +242,7 @@ def test_multi_gpu_device_path_reduces_metrics_across_ranks(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
            "-m", "monai.bundle", "run", "training",
-           "--config_file", f"['{CONFIGS / 'train.yaml'}','{CONFIGS / 'multi_gpu_train.yaml'}']",
+           "--config_file", f"['{CONFIGS / 'common.yaml'}','{CONFIGS / 'train.yaml'}','{CONFIGS / 'multi_gpu_train.yaml'}']",
            "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
            "--bundle_root", str(LUNG_BUNDLE), "--dataset_dir", "sample", "--output_dir", f"$'{tmp_path / 'eval'}'",
            "--ckpt_dir", str(tmp_path / "models"), "--image_size", "32", "--max_epochs", "1", "--batch_size", "2",
@@ -253,7 +253,7 @@ def test_multi_gpu_device_path_reduces_metrics_across_ranks(tmp_path):
     assert log.count("epoch 1/1") == 1 and log.count("data path: gpu") == 1  # rank 0 logs, rank 1 does not
     assert (tmp_path / "models" / "model.pt").is_file()
     logged = float(re.search(r"val_mean_dice (\d\.\d+)", log).group(1))
-    wf = _bundle_workflow(["train.yaml", "evaluate.yaml"], tmp_path, "evaluating",
+    wf = _bundle_workflow(["common.yaml", "evaluate.yaml"], tmp_path, "evaluating",
                           **{"validate#dataset#data": "$@datalist['validation']"})
     evaluator = wf.parser.get_parsed_content("validate#evaluator")
     assert evaluator.state.metrics["val_mean_dice"] == pytest.approx(logged, abs=1e-3)
