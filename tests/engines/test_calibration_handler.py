@@ -28,7 +28,7 @@ def trained(tmp_path_factory) -> tuple[Path, dict]:
     """A small BasicUNet trained on the committed 30-image JSRT sample through the bundle's real train.yaml."""
     tmp = tmp_path_factory.mktemp("calibrated")
     wf = ConfigWorkflow(
-        config_file=str(CONFIGS / "train.yaml"), meta_file=str(CONFIGS / "metadata.json"),
+        config_file=[str(CONFIGS / "common.yaml"), str(CONFIGS / "train.yaml")], meta_file=str(CONFIGS / "metadata.json"),
         logging_file=str(CONFIGS / "logging.conf"), run_id="training", workflow_type=None,
         bundle_root=str(LUNG_BUNDLE), dataset_dir="sample", output_dir=f"$'{tmp / 'eval'}'",
         ckpt_dir=str(tmp / "models"), image_size=SIZE, max_epochs=4, batch_size=4, num_workers=0,
