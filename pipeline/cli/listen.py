@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -80,8 +82,10 @@ def run_listen(args: argparse.Namespace) -> int:
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("highdicom").setLevel(logging.WARNING)
-        logging.getLogger("pydicom").setLevel(logging.ERROR)  # pydicom warnings may quote header values
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # one line per association and per message
+        # pydicom warnings may quote header values; its decoder errors come with tracebacks: the manifest has the reason
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+        # pynetdicom logs every association, and connection failures as errors: the node's own lines say it once
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
         logging.getLogger("pipeline.inference.batch").setLevel(logging.WARNING)  # the node logs per instance
         warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom")
     try:
@@ -91,13 +95,20 @@ def run_listen(args: argparse.Namespace) -> int:
         return 2
     try:
         DicomNode(config).serve_forever()
+    except FileNotFoundError as err:
+        logger.error("%s", err)
+        return 1
     except OSError as err:  # e.g. the port is taken or needs privileges
         logger.error("cannot listen on %s:%d: %s (choose another --port or --bind)", config.bind, config.port,
                      err.strerror or err)
         return 1
-    except FileNotFoundError as err:
-        logger.error("%s", err)
-        return 1
+    if args.exit_fast:
+        # everything is on disk; the interpreter's teardown of torch/BLAS/pynetdicom state was seen to hang for
+        # minutes after a SIGTERM under a service manager, so end the process here
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -156,5 +167,5 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="largest PDU the node accepts (default 0: unlimited)")
     parser.add_argument("--network-timeout-s", type=float, default=None, metavar="S",
                         help="DICOM network / STOW-RS timeout (default 30)")
-    parser.set_defaults(func=run_listen)
+    parser.set_defaults(func=run_listen, exit_fast=True)
     return parser

@@ -312,7 +312,7 @@ class DicomNode:
         backoff = self._backoff[destination.url]
         if transient:
             delay = backoff.failed()
-            logger.warning("%s unavailable (%s); %d instances wait; next attempt in %.0f s", destination,
+            logger.warning("%s unavailable (%s); %d instances wait; next attempt in %.1f s", destination,
                            next((r.reason for r in results if not r.ok), "?"), len(states), delay)
         else:
             backoff.succeeded()

@@ -125,13 +125,15 @@ def _store_handler(spool: Spool, on_received: Callable[[str], None]) -> Callable
 
 def _requested_handler(config: NodeConfig) -> Callable[[Any], None]:
     def handle_requested(event: Any) -> None:
-        caller = event.assoc.requestor.ae_title
+        primitive = event.assoc.requestor.primitive  # the A-ASSOCIATE-RQ (ae_title is filled in only later)
+        caller = str(getattr(primitive, "calling_ae_title", "") or "").strip()
         address = event.assoc.requestor.address
         if not config.allows(caller, address):
             logger.warning("association from %s at %s rejected: not in --allow (%s)", caller, address,
                            ", ".join(str(r) for r in config.allow))
             # rejected-permanent, by the service user, "calling AE title not recognised"
             event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+            event.assoc.kill()  # as pynetdicom does after its own rejections: the PDU goes out before the socket closes
 
     return handle_requested
 
