@@ -1,4 +1,4 @@
-"""Deliver result instances (DICOM SEG, Secondary Capture) to a PACS: C-STORE (pynetdicom) or STOW-RS (requests).
+"""Deliver result instances (DICOM SEG, Secondary Capture) to a PACS: C-STORE (pynetdicom) or STOW-RS (urllib).
 
 :func:`send` returns one :class:`Delivery` per file. A delivery failure is *transient* when waiting may cure it (the
 destination is down, refuses the association, times out, answers out-of-resources or an HTTP 5xx/408/429) and
@@ -100,37 +100,41 @@ def _multipart(path: Path) -> tuple[bytes, str]:
 
 def send_stow(destination: Destination, paths: Sequence[Path], timeout_s: float) -> list[Delivery]:
     """STOW-RS each path to ``<base_url>/studies`` (one request per instance, so each gets its own status)."""
-    import requests
+    import urllib.error
+    import urllib.request
 
     url = destination.base_url + "/studies"
     out: list[Delivery] = []
-    with requests.Session() as session:
-        for path in paths:
-            body, content_type = _multipart(path)
-            try:
-                response = session.post(url, data=body, timeout=timeout_s,
-                                        headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
-            except requests.RequestException as err:
-                out.append(Delivery(False, True, "no response", f"{type(err).__name__}: destination unreachable"))
-                continue
-            code = response.status_code
-            if code in (200, 202):
-                failed = _failed_sop_uids(response)
-                if failed:
-                    out.append(Delivery(False, False, f"HTTP {code}", "the destination refused the instance"))
-                else:
-                    out.append(Delivery(True, False, f"HTTP {code}", "stored" if code == 200 else "stored with warning"))
-            elif code >= 500 or code in (408, 429):
-                out.append(Delivery(False, True, f"HTTP {code}", "destination temporarily unable to store"))
+    for path in paths:
+        body, content_type = _multipart(path)
+        request = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - http(s) only
+                code, payload = response.status, response.read()
+        except urllib.error.HTTPError as err:
+            code, payload = err.code, err.read()
+        except (OSError, ValueError) as err:  # refused, unreachable, timed out, TLS failure
+            out.append(Delivery(False, True, "no response", f"{type(err).__name__}: destination unreachable"))
+            continue
+        if code in (200, 202):
+            if _failed_sop_uids(payload):
+                out.append(Delivery(False, False, f"HTTP {code}", "the destination refused the instance"))
             else:
-                out.append(Delivery(False, False, f"HTTP {code}", "the destination refused the request"))
+                out.append(Delivery(True, False, f"HTTP {code}", "stored" if code == 200 else "stored with warning"))
+        elif code >= 500 or code in (408, 429):
+            out.append(Delivery(False, True, f"HTTP {code}", "destination temporarily unable to store"))
+        else:
+            out.append(Delivery(False, False, f"HTTP {code}", "the destination refused the request"))
     return out
 
 
-def _failed_sop_uids(response: object) -> list[str]:
+def _failed_sop_uids(payload: bytes) -> list[str]:
     """UIDs in the STOW-RS response's FailedSOPSequence (0008,1198), if the response is DICOM JSON."""
+    import json
+
     try:
-        body = response.json()  # type: ignore[attr-defined]
+        body = json.loads(payload)
     except ValueError:
         return []
     failed = body.get("00081198", {}).get("Value", []) if isinstance(body, dict) else []

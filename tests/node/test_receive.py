@@ -93,7 +93,10 @@ def test_a_caller_not_allowed_is_rejected_with_the_reason_logged(tmp_path, predi
         node.stop()
 
 
-def test_an_undecodable_data_set_answers_cannot_understand(tmp_path, predictor, radiograph):
+def test_an_undecodable_data_set_answers_cannot_understand(tmp_path, predictor, radiograph, monkeypatch):
+    import pynetdicom._config
+
+    monkeypatch.setattr(pynetdicom._config, "STORE_SEND_CHUNKED_DATASET", True)  # send the file's bytes as they are
     ds = pydicom.dcmread(radiograph)
     raw = tmp_path / "garbage.dcm"
     # valid file meta, then a data set whose first element claims more bytes than follow
