@@ -6,7 +6,8 @@ run without ``--tracking`` never touches MLflow). See ``docs/mlflow.md``.
 * :class:`MLflowTrainingHandler` / :class:`MLflowEvaluationHandler`: bundle handlers that complete the run MONAI's
   ``MLFlowHandler`` opens (parameters, per-epoch summaries, artifacts, model, registry, test metrics);
 * :func:`log_model_version`, :func:`apply_promotion_rule`, :func:`promote`, :func:`rollback`: the registry;
-* :func:`load_predictor_from_uri`: a Predictor from ``models:/chest-xray-lung-seg@champion``.
+* :func:`fetch_model`: the model file behind ``models:/chest-xray-lung-seg@champion`` (what
+  :meth:`pipeline.inference.Predictor.from_checkpoint` calls for model URIs).
 """
 
 from pipeline.tracking.evaluation_handler import MLflowEvaluationHandler, find_training_run, test_metric_name
@@ -15,7 +16,6 @@ from pipeline.tracking.naming import CHALLENGER, CHAMPION, DEFAULT_EXPERIMENT_NA
 from pipeline.tracking.params import datalist_params, describe_training_objects, flatten_params
 from pipeline.tracking.provenance import file_sha256, git_commit, package_versions, weights_sha256
 from pipeline.tracking.registry import (
-    MODEL_SETTING_KEYS,
     PROMOTION_METRIC,
     PromotionDecision,
     apply_promotion_rule,
@@ -25,9 +25,8 @@ from pipeline.tracking.registry import (
     log_model_version,
     promote,
     rollback,
-    version_settings,
 )
-from pipeline.tracking.serving import load_predictor_from_uri, resolve_model_version
+from pipeline.tracking.serving import FetchedModel, fetch_model, resolve_model_version
 from pipeline.tracking.session import TrackedRun, find_mlflow_handler, tracked_run_of
 from pipeline.tracking.store import default_tracking_uri, fluent_tracking, get_client, sqlite_uri
 from pipeline.tracking.training_handler import MLflowTrainingHandler
@@ -37,7 +36,7 @@ __all__ = [
     "CHAMPION",
     "DEFAULT_EXPERIMENT_NAME",
     "DEFAULT_MODEL_NAME",
-    "MODEL_SETTING_KEYS",
+    "FetchedModel",
     "PROMOTION_METRIC",
     "MLflowEvaluationHandler",
     "MLflowTrainingHandler",
@@ -49,6 +48,7 @@ __all__ = [
     "default_tracking_uri",
     "describe_training_objects",
     "describe_version",
+    "fetch_model",
     "file_sha256",
     "find_mlflow_handler",
     "find_training_run",
@@ -58,7 +58,6 @@ __all__ = [
     "get_version",
     "git_commit",
     "list_versions",
-    "load_predictor_from_uri",
     "log_model_version",
     "make_run_name",
     "package_versions",
@@ -71,6 +70,5 @@ __all__ = [
     "trace_network",
     "tracked_run_of",
     "unwrap_network",
-    "version_settings",
     "weights_sha256",
 ]

@@ -22,18 +22,17 @@ def sqlite_uri(path: str | Path) -> str:
     return "sqlite:///" + Path(path).expanduser().resolve().as_posix()
 
 
-def default_tracking_uri() -> str:
-    """The store used when none is named: ``$MLFLOW_TRACKING_URI``, else the lung bundle's embedded SQLite store.
+def default_tracking_uri(folder: str | Path | None = None) -> str:
+    """The store used when none is named: ``$MLFLOW_TRACKING_URI``, else the bundle store of the current folder.
 
-    The embedded store is ``bundles/chest_xray_lung_segmentation/eval/mlruns.db``, where
-    ``python -m monai.bundle run training --config_file configs/train.yaml --tracking mlflow`` writes by default.
+    That is ``eval/mlruns.db`` below ``folder`` (default: the current folder), where
+    ``python -m monai.bundle run training --config_file configs/train.yaml --tracking mlflow`` writes when run in a
+    bundle folder. Never a location inside the installed package.
     """
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    from pipeline.inference.loading import DEFAULT_BUNDLE
-
-    return sqlite_uri(Path(DEFAULT_BUNDLE) / "eval" / "mlruns.db")
+    return sqlite_uri(Path(folder or Path.cwd()) / "eval" / "mlruns.db")
 
 
 def get_client(tracking_uri: str | None = None) -> MlflowClient:

@@ -19,7 +19,7 @@ from pipeline.tracking.export import best_network, save_torchscript, trace_netwo
 from pipeline.tracking.naming import DEFAULT_MODEL_NAME
 from pipeline.tracking.params import datalist_params, describe_training_objects, flatten_params
 from pipeline.tracking.provenance import file_sha256, git_commit, package_versions, weights_sha256
-from pipeline.tracking.registry import MODEL_SETTING_KEYS, apply_promotion_rule, log_model_version
+from pipeline.tracking.registry import apply_promotion_rule, log_model_version
 from pipeline.tracking.session import TrackedRun, tracked_run_of
 
 __all__ = ["MLflowTrainingHandler"]
@@ -48,8 +48,8 @@ class MLflowTrainingHandler:
         validator: the validation evaluator (its ``best_metric`` / ``best_metric_epoch`` drive the registry).
         network: the trained network (possibly DDP-wrapped); a copy receives the best checkpoint.
         checkpoint: path of the best checkpoint written by ``CheckpointSaver`` (``<ckpt_dir>/model.pt``).
-        params: settings to record (nested mappings named ``augment`` are expanded); the keys in
-            :data:`~pipeline.tracking.registry.MODEL_SETTING_KEYS` are also stored with the model.
+        params: settings to record (nested mappings named ``augment`` are expanded); the model's own settings
+            travel in its artifact (:mod:`pipeline.model`), logged with it.
         datalist: the bundle's datalist (splits and ``hash``); logged as ``datalist.json``.
         loss: the loss object (its class is recorded).
         optimizer: the optimiser (class, hyper-parameters; its first group's learning rate per epoch).
@@ -202,14 +202,11 @@ class MLflowTrainingHandler:
             return
         sha, weights = file_sha256(ckpt), weights_sha256(ckpt)
         run.log_artifact(ckpt, "checkpoint")
-        network, extras = best_network(self.network, ckpt)
-        settings = {k: self.params[k] for k in MODEL_SETTING_KEYS if k in self.params}
-        settings["temperature"] = float(extras.get("temperature", 1.0))
-        image_size = int(settings.get("image_size", 256))
-        example = self._example(image_size)
+        network, artifact = best_network(self.network, ckpt)
+        example = self._example(artifact.image_size)
         traced = trace_network(network, example)
         with tempfile.TemporaryDirectory() as tmp:
-            run.log_artifact(save_torchscript(traced, os.path.join(tmp, "model.ts"), settings), "torchscript")
+            run.log_artifact(save_torchscript(traced, os.path.join(tmp, "model.ts"), artifact), "torchscript")
         run_info = run.client.get_run(run.run_id).info
         tags: dict[str, Any] = {"checkpoint_sha256": sha, "weights_sha256": weights, "run_name": run_info.run_name}
         if best is not None:
@@ -220,7 +217,7 @@ class MLflowTrainingHandler:
         if self.register_model and best is None:
             logger.warning("no validation metric recorded: the model is logged but not registered")
         description = (
-            f"{settings.get('network_name', type(network).__name__)} trained on {self.params.get('dataset_name', '?')}"
+            f"{artifact.network_name} trained on {self.params.get('dataset_name', '?')}"
             f" (run {run_info.run_name})"
             + (f": {self.key_metric} {best[0]:.4f} at epoch {best[1]}" if best is not None else "")
         )
@@ -228,7 +225,8 @@ class MLflowTrainingHandler:
             run,
             traced,
             example,
-            settings,
+            artifact,
+            ckpt,
             registered_model_name=self.registered_model_name if register else None,
             version_tags=tags,
             description=description,
