@@ -72,6 +72,14 @@ def test_echo_and_success_only_once_the_instance_is_on_disk(tmp_path, predictor,
         assert len(node.spool.states()) == 1
     finally:
         node.stop()
+    # the review page reads the node's results folder like a batch folder
+    from pipeline.web.review import BatchResults
+
+    results = BatchResults(node.results)
+    assert results.counts()["ok"] == 1 and results.counts()["total"] == 1
+    row = results.rows()[0]
+    assert row.sop_instance_uid == str(ds.SOPInstanceUID) and row.data["node_state"] == "done"
+    assert results.file_path(0, "seg").is_file() and results.file_path(0, "overlay").is_file()
 
 
 def test_a_caller_not_allowed_is_rejected_with_the_reason_logged(tmp_path, predictor, caplog):
