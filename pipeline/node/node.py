@@ -127,6 +127,7 @@ class DicomNode:
             progress=False,
         )
         counts = self.spool.recover()
+        self._align_destinations()
         if counts:
             logger.info("queue resumed: %s", ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
         self._manifest_dirty.set()
@@ -143,6 +144,19 @@ class DicomNode:
         logger.info("listening as %s on %s:%d; results in %s; forwarding to %s", self.config.ae_title,
                     self.config.bind, int(self.config.port), self.results,
                     ", ".join(str(d) for d in self.config.forward) or "nowhere (no --forward)")
+
+    def _align_destinations(self) -> None:
+        """Processed instances waiting for delivery follow the current ``forward`` list (it may have changed)."""
+        for state in self.spool.states("processed"):
+            forward = dict(state.get("forward") or {})
+            for destination in self.config.forward:
+                forward.setdefault(destination.url, {"status": "pending", "attempts": 0})
+            done = self._delivered_everywhere(forward)
+            if forward != state.get("forward") or done:
+                self.spool.update(state["sop_instance_uid"], forward=forward, state="done" if done else "processed")
+
+    def _delivered_everywhere(self, forward: dict[str, Any]) -> bool:
+        return all(forward.get(d.url, {}).get("status") in ("delivered", "failed") for d in self.config.forward)
 
     def stop(self, timeout_s: float = 120.0) -> None:
         """Stop accepting associations, let the processor finish its batch and the forwarder its attempt."""
@@ -307,7 +321,7 @@ class DicomNode:
                 transient = True
                 entry.update(reason="; ".join(r.reason for r in outcome if not r.ok))
             forward = {**state["forward"], destination.url: entry}
-            done = all(v.get("status") in ("delivered", "failed") for v in forward.values())
+            done = self._delivered_everywhere(forward)
             self.spool.update(uid, forward=forward, state="done" if done else "processed")
         backoff = self._backoff[destination.url]
         if transient:

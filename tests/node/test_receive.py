@@ -191,3 +191,17 @@ def test_help_explains_every_option(capsys):
                    "--min-free-mb", "--retry-initial-s", "--retry-max-s", "--max-pdu", "--network-timeout-s"):
         assert option in text
     assert "0xA700" in text and "dicom-web" in text and "kill -9" in text
+
+
+def test_waiting_deliveries_follow_the_current_destinations(tmp_path, predictor, radiograph):
+    spool = Spool(tmp_path / "node")
+    uid = str(pydicom.dcmread(radiograph).SOPInstanceUID)
+    spool.store(uid, radiograph.read_bytes())
+    old = "dimse://GONE@127.0.0.1:1"
+    spool.update(uid, state="processed", outputs={"seg": "seg/x.dcm"}, forward={old: {"status": "pending"}})
+    node = start(tmp_path, predictor)  # restarted without that destination: nothing left to wait for
+    try:
+        state = node.spool.get(uid)
+        assert state["state"] == "done" and state["forward"][old]["status"] == "pending"
+    finally:
+        node.stop()
