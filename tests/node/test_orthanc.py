@@ -24,7 +24,7 @@ from PIL import Image
 from pipeline.cli import main
 from pipeline.dicom import make_radiograph_dicom, read_segmentation_mask
 
-from conftest import PATIENT_NAME, make_inputs  # noqa: I001 - the node tests' conftest
+from node_fixtures import PATIENT_NAME, make_inputs
 
 pytestmark = pytest.mark.slow
 
