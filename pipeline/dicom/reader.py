@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.io.image import ImageReadError, UnsupportedImageError, XRayImage
+from pipeline.io.readers import register_reader
 
 __all__ = ["read_dicom", "dicom_value_range"]
 
@@ -164,3 +165,6 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
         pixels = np.subtract(lo + hi, pixels, out=pixels if owned else None)
         meta["inverted"] = True
     return XRayImage(pixels.astype(np.float32), str(path), "dicom", spacing, (lo, hi), meta)
+
+
+register_reader("dicom", read_dicom)  # pipeline.io.read_image reads DICOM through this module (io stays below dicom)

@@ -2,9 +2,9 @@
 
 A PACS export holds far more than chest radiographs: laterals, C-spines, CT series, structured reports, secondary
 captures, presentation states, DICOMDIRs. The batch command segments only what the rules select and lists every
-other file in the manifest with the reason. The rules live in a YAML or JSON file (default:
-``configs/dicom_selection.yaml`` in the repository; :data:`DEFAULT_RULES` holds the same values for installed
-copies). The checks, in order, each with the ``code`` recorded in the manifest:
+other file in the manifest with the reason. The rules live in a YAML or JSON file (default: the package's
+``pipeline/dicom/default_selection.yaml``, :data:`DEFAULT_RULES_FILE`; ``configs/dicom_selection.yaml`` in the
+repository is the same file, documented). The checks, in order, each with the ``code`` recorded in the manifest:
 
 ==================  ==========================================================================================
 code                skipped when
@@ -40,12 +40,16 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.dicom.discovery import IMAGE_LIKE_SUFFIXES, sniff_input
 from pipeline.dicom.errors import strip_path
 from pipeline.dicom.naming import path_uid
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "DEFAULT_RULES",
@@ -58,27 +62,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The repository's default rules file (absent in a non-editable install; :data:`DEFAULT_RULES` is used then).
-DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "configs" / "dicom_selection.yaml"
+#: The default rules file, shipped inside the package (``pipeline/dicom/default_selection.yaml``, read through
+#: :mod:`importlib.resources`, so installed copies have it too). The repository's ``configs/dicom_selection.yaml`` is
+#: the documented project copy; a test keeps the two identical.
+DEFAULT_RULES_FILE: Traversable = resources.files("pipeline.dicom").joinpath("default_selection.yaml")
 
-#: The default rules, identical to ``configs/dicom_selection.yaml`` (a test keeps the two in step).
-DEFAULT_RULES: dict[str, Any] = {
-    "formats": ["dicom", "png", "jpeg"],
-    "modalities": ["CR", "DX"],
-    "sop_classes": [
-        "1.2.840.10008.5.1.4.1.1.1",
-        "1.2.840.10008.5.1.4.1.1.1.1",
-        "1.2.840.10008.5.1.4.1.1.1.1.1",
-    ],
-    "exclude_presentation_intents": ["FOR PROCESSING"],
-    "exclude_image_types": ["LOCALIZER", "SCOUT"],
-    "body_parts": ["CHEST", "THORAX", "LUNG", "TORAX", "THORAC"],
-    "frontal_views": ["PA", "AP", "FRONTAL"],
-    "lateral_views": ["LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LLDEC", "RLDEC"],
-    "frontal_code_meanings": ["postero-anterior", "antero-posterior", "posteroanterior", "anteroposterior", "frontal"],
-    "lateral_code_meanings": ["lateral"],
-    "unknown_view": "select",
-}
+
+def _read_default_rules() -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8")) or {}
+    return {k: v for k, v in data.items() if k != "version"}
+
+
+#: The default rules as a mapping (the values of :data:`DEFAULT_RULES_FILE`).
+DEFAULT_RULES: dict[str, Any] = _read_default_rules()
 
 
 @dataclass(frozen=True)
@@ -210,9 +208,7 @@ class SelectionRules:
 
     @classmethod
     def default(cls) -> SelectionRules:
-        """The repository's ``configs/dicom_selection.yaml`` when present, else :data:`DEFAULT_RULES`."""
-        if DEFAULT_RULES_FILE.is_file():
-            return cls.from_file(DEFAULT_RULES_FILE)
+        """The default rules shipped with the package (:data:`DEFAULT_RULES_FILE`)."""
         return cls.from_mapping(DEFAULT_RULES)
 
     @classmethod

@@ -1,7 +1,7 @@
 """Inference: the Predictor (array / file / folder), the resumable DICOM batch runner, overlays and acceleration."""
 
 from pipeline.inference.acceleration import OptimizedNetwork, optimize_for_inference
-from pipeline.inference.batch import OUTPUT_KINDS, BatchRunner, BatchSummary, FastPreprocess
+from pipeline.inference.batch import OUTPUT_KINDS, BatchRunner, BatchSummary
 from pipeline.inference.folder import predict_folder
 from pipeline.inference.loading import checkpoint_version, load_predictor
 from pipeline.inference.overlay import display_image, overlay_rgb, write_overlay_png
@@ -11,7 +11,6 @@ __all__ = [
     "OUTPUT_KINDS",
     "BatchRunner",
     "BatchSummary",
-    "FastPreprocess",
     "OptimizedNetwork",
     "Prediction",
     "Predictor",

@@ -68,7 +68,7 @@ from pipeline.inference.predictor import Predictor
 from pipeline.io import XRayImage, read_image, write_mask_nifti, write_mask_png
 from pipeline.metrics.qc import prediction_quality
 
-__all__ = ["OUTPUT_KINDS", "BatchRunner", "BatchSummary", "FastPreprocess"]
+__all__ = ["OUTPUT_KINDS", "BatchRunner", "BatchSummary"]
 
 
 logger = logging.getLogger(__name__)
@@ -77,95 +77,6 @@ logger = logging.getLogger(__name__)
 OUTPUT_KINDS: tuple[str, ...] = ("seg", "png", "nifti", "overlay")
 
 _OUTPUT_DIRS = {"seg": "seg", "png": "masks", "nifti": "masks", "overlay": "overlays"}
-
-
-# ---- preprocessing -------------------------------------------------------------------------------------------------
-class FastPreprocess:
-    """The Predictor's preprocessing with its anti-aliased resize done as two small matrix products.
-
-    MONAI's ``Resized(anti_aliasing=True)`` smooths the full-size image with a separable Gaussian (``GaussianSmooth``,
-    zero padding) and then interpolates bilinearly; on a 2048² film the smoothing alone costs about 0.8-1.3 s on one
-    CPU core. Both steps are linear and separable, so the whole resize equals ``A_r @ image @ A_c.T`` where
-    ``A = interpolation @ gaussian`` is built once per input size from MONAI's own kernel (``gaussian_1d``) and
-    torch's own interpolation weights, and stored sparse (each output row touches about 8·sigma input rows). The
-    result matches the reference to float rounding (about 3e-6 on the [-1, 1] scale; checked at construction on a
-    test image, and on a mismatch the reference chain is used and a warning logged), at about 1/50 of the cost.
-    The remaining steps (intensity scaling, typing) are the Predictor's own transforms.
-
-    Args:
-        predictor: the Predictor whose ``preprocess`` to reproduce.
-        verify: compare against ``predictor.preprocess`` on a small random image at construction.
-    """
-
-    def __init__(self, predictor: Predictor, verify: bool = True) -> None:
-        from monai.transforms import Compose, Resized
-
-        from pipeline.transforms.presets import preprocessing
-
-        size = predictor.image_size
-        chain = preprocessing(size, predictor.intensity, predictor.num_classes, with_label=False, load=False)
-        first = chain[0]
-        self.size = (int(size), int(size))
-        self.enabled = (
-            isinstance(first, Resized)
-            and type(predictor).preprocess is Predictor.preprocess
-            and tuple(first.keys) == ("image",)
-            and str(first.mode[0]) in ("bilinear", "linear")
-            and first.align_corners[0] in (None, False)
-            and bool(first.anti_aliasing[0])
-            and first.anti_aliasing_sigma[0] is None
-            and tuple(first.resizer.spatial_size) == self.size
-        )
-        self._rest = Compose(chain[1:])
-        self._reference = predictor.preprocess
-        self._cache: dict[tuple[int, int], torch.Tensor] = {}
-        if self.enabled and verify:
-            rng = np.random.default_rng(0)
-            shape = (2 * self.size[0] + 37, 3 * self.size[1] + 11)  # downsampling on both axes, odd factors
-            probe = XRayImage(rng.random(shape, dtype=np.float32) * 4095, "<probe>", "array", None, (0.0, 4095.0))
-            gap = float((self(probe) - torch.as_tensor(self._reference(probe))).abs().max())
-            if gap > 1e-4:
-                logger.warning("fast preprocessing differs from the reference by %.2g; using the reference chain", gap)
-                self.enabled = False
-
-    def _matrix(self, n_in: int, n_out: int, sigma: float) -> torch.Tensor:
-        """The ``(n_out, n_in)`` resize operator of one axis (sparse CSR: each row has about 8·sigma non-zeros)."""
-        key = (n_in, n_out, sigma)
-        if key not in self._cache:
-            import warnings
-
-            from monai.networks.layers.convutils import gaussian_1d
-
-            eye = torch.eye(n_in, dtype=torch.float32)
-            interp = torch.nn.functional.interpolate(eye[None], size=n_out, mode="linear", align_corners=False)[0].T
-            if sigma > 0:
-                kernel = gaussian_1d(torch.tensor(sigma, dtype=torch.float32), truncated=4.0, approx="erf")
-                tail = (kernel.numel() - 1) // 2
-                gauss = torch.zeros(n_in, n_in, dtype=torch.float32)
-                for offset in range(-tail, tail + 1):  # zero padding at the borders, as GaussianSmooth does
-                    gauss += torch.diag(torch.full((n_in - abs(offset),), float(kernel[offset + tail])), offset)
-                interp = interp @ gauss
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "sparse CSR support is in beta": used here for a plain product
-                self._cache[key] = interp.to_sparse_csr()
-        return self._cache[key]
-
-    def __call__(self, image: XRayImage) -> torch.Tensor:
-        """``(1, S, S)`` float32 tensor, as ``predictor.preprocess(image)`` returns it."""
-        if not self.enabled:
-            return torch.as_tensor(self._reference(image))
-        pixels = torch.from_numpy(np.ascontiguousarray(image.pixels, dtype=np.float32))
-        rows, cols = pixels.shape
-        # the sigma rule of monai.transforms.spatial.functional.resize, in the same float32 arithmetic
-        factors = torch.div(torch.Tensor([rows, cols]), torch.Tensor(list(self.size)))
-        if bool((factors > 1).any()):
-            sigmas = torch.maximum(torch.zeros(2), (factors - 1) / 2).tolist()
-        else:
-            sigmas = [0.0, 0.0]
-        along_rows = torch.sparse.mm(self._matrix(rows, self.size[0], sigmas[0]), pixels)  # (S, cols)
-        resized = torch.sparse.mm(self._matrix(cols, self.size[1], sigmas[1]), along_rows.T).T  # (S, S)
-        out = self._rest({"image": resized.contiguous()[None]})["image"]
-        return torch.as_tensor(out).float()
 
 
 # ---- datasets (run in DataLoader workers) --------------------------------------------------------------------------
@@ -335,7 +246,8 @@ class BatchRunner:
         resume: skip files an earlier run in ``out_dir`` finished (default). False redoes everything.
         overlay_max_side: longest side of the overlay PNG. Defaults to 1024.
         algorithm: SEG algorithm identification; defaults to the predictor's ``model_name``/``model_version``.
-        fast_preprocess: use :class:`FastPreprocess` (same numbers as the Predictor's chain, ~60x faster at 2048²).
+        fast_preprocess: ignored (kept for callers): the Predictor's preprocessing is the fast one
+            (:class:`pipeline.transforms.AntiAliasResized`).
         progress: show a tqdm bar; ``None`` = only on a terminal (rank 0).
         dist_timeout_s: collective timeout under torchrun (ranks wait for the slowest at the final barrier).
 
@@ -385,9 +297,7 @@ class BatchRunner:
         )
         self.progress = progress
         self.dist_timeout_s = float(dist_timeout_s)
-        self._preprocess: Callable[[XRayImage], torch.Tensor] = (
-            FastPreprocess(predictor) if fast_preprocess else predictor.preprocess
-        )
+        self._preprocess: Callable[[XRayImage], torch.Tensor] = predictor.preprocess
         self.fingerprint = self._fingerprint()
 
     # ---- bookkeeping --------------------------------------------------------------------------------------------
