@@ -113,6 +113,41 @@ def training(code: Path, bundle: Path, data: Path, extra: list[str], log: Path, 
     return subprocess.Popen(command, cwd=bundle, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
+# `monai.bundle run training --tracking mlflow` in this process, plus a record of the weights hash of every checkpoint
+# the CheckpointSaver writes (a new best): what the run itself wrote, to compare with what it registered.
+DRIVER = """
+import hashlib, sys, torch
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
+
+data, lr, record, fast = sys.argv[1], float(sys.argv[2]), sys.argv[3], eval(sys.argv[4])
+workflow = ConfigWorkflow(config_file="configs/train.yaml", workflow_type=None, run_id="training",
+                          tracking="mlflow", bundle_root=".", dataset_dir=data, learning_rate=lr, **fast)
+workflow.initialize()
+validator = workflow.parser.get_parsed_content("validate#evaluator")
+network = workflow.parser.get_parsed_content("network")
+
+def weights_sha256(state):
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}:{tuple(t.shape)}:{t.dtype}\\n".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+def saved(engine):
+    if engine.state.best_metric_epoch == engine.state.epoch:
+        open(record, "a").write(weights_sha256(network.state_dict()) + "\\n")
+
+validator.add_event_handler(Events.EPOCH_COMPLETED, saved)
+workflow.run()
+workflow.finalize()
+"""
+
+FAST_DICT = {"image_size": 32, "num_workers": 0, "batch_size": 4, "max_epochs": 3,
+             "network_kwargs": {"features": [4, 4, 8, 16, 32, 4]}}  # fmt: skip
+
+
 def runs_summary(uri: str) -> list[dict]:
     """Status, name and epochs with ``val_mean_dice`` of every run in the store."""
     from mlflow import MlflowClient
@@ -151,6 +186,13 @@ def scenario_outage(code: Path, folder: Path, down: float) -> dict:
     result = {"scenario": "outage", "down_s": down, "killed_at_s": round(killed_at, 1),
               "restarted_at_s": None if restarted_at is None else round(restarted_at, 1),
               "training_s": round(finished, 1), "exit_code": train.returncode, "runs": runs_summary(uri)}  # fmt: skip
+    pending = sorted((bundle / "models" / "mlflow-pending").glob("*/records.jsonl"))
+    if pending:  # the training kept records it could not send: replay them now that the server is back
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        replay = subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "--tracking-uri", uri, "replay",
+                                 str(pending[0].parent)], env=env, capture_output=True, text=True)  # fmt: skip
+        result.update(replay_exit_code=replay.returncode, replay_output=replay.stdout.strip()[-200:],
+                      runs_after_replay=runs_summary(uri))
     stop(server)
     return result
 
@@ -167,20 +209,31 @@ def scenario_closed_port(code: Path, folder: Path) -> dict:
             "last_line": lines[-1][:300] if lines else ""}  # fmt: skip
 
 
-def scenario_concurrent(code: Path, folder: Path) -> dict:
+def scenario_concurrent(code: Path, folder: Path, precreate: bool = False) -> dict:
     import torch
 
     bundle = bundle_copy(code, folder)
     data = dataset(folder)
+    if precreate:  # the store exists already: isolates run identity and checkpoint ownership from schema creation
+        from mlflow import MlflowClient
+
+        (bundle / "eval").mkdir()
+        MlflowClient(tracking_uri="sqlite:///" + str(bundle / "eval" / "mlruns.db")).search_experiments()
     start = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": str(code), "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    rates = ("0.01", "0.002")
     trainings = [
-        training(code, bundle, data, ["--learning_rate", str(lr)], folder / f"train{i}.log", None)
-        for i, lr in enumerate((0.01, 0.002))
+        subprocess.Popen([sys.executable, "-c", DRIVER, str(data), lr, str(folder / f"written{i}.txt"),
+                          repr(FAST_DICT)], cwd=bundle, env=env, stdout=open(folder / f"train{i}.log", "w"),
+                         stderr=subprocess.STDOUT)  # fmt: skip
+        for i, lr in enumerate(rates)
     ]
     codes = [t.wait() for t in trainings]
     seconds = time.monotonic() - start
     uri = "sqlite:///" + str(bundle / "eval" / "mlruns.db")
-    result = {"scenario": "concurrent", "seconds": round(seconds, 1), "exit_codes": codes}
+    result = {"scenario": "concurrent", "precreated_store": precreate, "seconds": round(seconds, 1),
+              "exit_codes": codes}  # fmt: skip
     if not (bundle / "eval" / "mlruns.db").exists():
         return result
     from mlflow import MlflowClient
@@ -196,10 +249,20 @@ def scenario_concurrent(code: Path, folder: Path) -> dict:
     except Exception as err:  # e.g. a store left half-migrated by two concurrent schema creations
         result["store_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
         return result
+    def own_last(run) -> bool | str:
+        lr = run.data.params.get("learning_rate")
+        if lr not in rates:
+            return ""
+        written = (folder / f"written{rates.index(lr)}.txt").read_text().split()
+        return written[-1] if written else ""
+
     versions = []
     for version in client.search_model_versions("name = 'chest-xray-lung-seg'"):
         local = client.download_artifacts(version.run_id, "checkpoint/model.pt", str(folder / f"v{version.version}"))
         run = client.get_run(version.run_id)
+        from pipeline.tracking.provenance import weights_sha256
+
+        logged_weights = weights_sha256(local)
         steps = {m.step: m.value for m in client.get_metric_history(version.run_id, "val_mean_dice")}
         best = max(steps.values()) if steps else None
         # the registered TorchScript model's first weight tensor vs the run's own best Dice: re-validate is costly,
@@ -209,7 +272,9 @@ def scenario_concurrent(code: Path, folder: Path) -> dict:
         state = torch.load(local, map_location="cpu", weights_only=True)["model"]
         same = all(torch.equal(scripted[k], state[k]) for k in state if k in scripted)
         versions.append({"version": version.version, "run_name": run.info.run_name, "run_best_val_dice": best,
-                         "torchscript_equals_logged_checkpoint": same,
+                         "torchscript_equals_logged_checkpoint": same, "run_lr": run.data.params.get("learning_rate"),
+                         "registered_weights_are_the_runs_own": logged_weights == own_last(run),
+                         "logged_weights_sha256": logged_weights[:12],
                          "run_tag_weights_sha256": run.data.tags.get("weights_sha256", "")[:12]})  # fmt: skip
     result["versions"] = versions
     return result
@@ -220,6 +285,7 @@ def main() -> int:
     parser.add_argument("scenario", choices=["outage", "closed-port", "concurrent"])
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose pipeline/ and bundle are measured")
     parser.add_argument("--down", type=float, default=20.0, help="outage: seconds the server stays down")
+    parser.add_argument("--precreate", action="store_true", help="concurrent: create the store before both start")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder (kept) instead of a temp one")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tracking-faults-")) if args.keep is None else args.keep
@@ -231,7 +297,7 @@ def main() -> int:
     elif args.scenario == "closed-port":
         result = scenario_closed_port(args.code, folder)
     else:
-        result = scenario_concurrent(args.code, folder)
+        result = scenario_concurrent(args.code, folder, args.precreate)
     result.update(code_commit=commit, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), folder=str(folder))
     print(json.dumps(result))
     return 0

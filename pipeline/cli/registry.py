@@ -6,6 +6,7 @@ Examples::
     xray-seg models show chest-xray-lung-seg @champion    # one version: run, settings, promotion tags
     xray-seg models promote chest-xray-lung-seg 4         # make version 4 the champion
     xray-seg models rollback chest-xray-lung-seg          # back to the previous champion
+    xray-seg models compare chest-xray-lung-seg @champion 5 --data /data/jsrt --promote   # same images for both
     xray-seg models replay models/mlflow-pending/RUN_ID   # send what a training kept during a server outage
     xray-seg models --tracking-uri http://mlflow:5000 list
 
@@ -58,6 +59,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = actions.add_parser("rollback", help="make the previous champion (or --to VERSION) the champion again")
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL_NAME)
     p.add_argument("--to", dest="to_version", default=None, help="version to roll back to (default: previous champion)")
+
+    p = actions.add_parser("compare", help="evaluate two versions on one folder of images and masks; promote the better")
+    p.add_argument("name")
+    p.add_argument("reference", help="version number or @alias compared against (e.g. @champion)")
+    p.add_argument("candidate", help="version number or @alias that may replace it")
+    p.add_argument("--data", required=True, type=Path, help="folder with images/ and masks/ (paired by file name)")
+    p.add_argument("--promote", action="store_true", help="make the candidate champion if its Dice is higher")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when available)")
 
     p = actions.add_parser("replay", help="send the tracking records a training kept while the server was down")
     p.add_argument("folder", type=Path, help="the folder the training named (<ckpt_dir>/mlflow-pending/<run id>)")
@@ -125,6 +134,16 @@ def run_models(args: argparse.Namespace) -> int:
         elif args.models_command == "rollback":
             version = rollback(args.name, to_version=args.to_version, client=client)
             print(f"{args.name}: @{CHAMPION} -> version {version}")
+        elif args.models_command == "compare":
+            from pipeline.tracking.comparison import compare_versions
+
+            result = compare_versions(client, args.name, args.reference, args.candidate, args.data,
+                                      promote_if_better=args.promote, device=args.device)  # fmt: skip
+            print(result.reason)
+            if result.promoted:
+                print(f"{args.name}: @{CHAMPION} -> version {result.candidate}")
+            elif args.promote:
+                print(f"{args.name}: champion unchanged")
         elif args.models_command == "replay":
             sent = replay_records(args.folder, client)
             print(f"sent {sent} kept tracking records from {args.folder} to {uri}")

@@ -153,6 +153,12 @@ class TrackingBuffer:
             tmp.replace(folder / RECORDS_FILE)
         return folder
 
+    def close(self) -> None:
+        """Delete the temporary copies of kept files (after :meth:`drain` succeeded or :meth:`save` wrote them)."""
+        if self._stage_dir is not None and self._stage_dir.name.startswith("mlflow-pending-"):
+            shutil.rmtree(self._stage_dir, ignore_errors=True)
+            self._stage_dir = None
+
     # ---- internals ------------------------------------------------------------------------------------------------
     def _went_offline(self, err: BaseException) -> None:
         self.failures += 1

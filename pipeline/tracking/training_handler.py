@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from ignite.engine import Engine, Events
 from pipeline.keys import Keys
 from pipeline.tracking.buffer import BufferedClient, TrackingBuffer
 from pipeline.tracking.connection import TrackingUnavailableError, bound_http_requests, check_tracking_uri
-from pipeline.tracking.export import best_network, save_torchscript, trace_network, unwrap_network
+from pipeline.tracking.export import best_network, save_torchscript, trace_network
 from pipeline.tracking.naming import DEFAULT_MODEL_NAME
 from pipeline.tracking.params import datalist_params, describe_training_objects, flatten_params
 from pipeline.tracking.provenance import (
@@ -276,9 +275,11 @@ class MLflowTrainingHandler:
             return
         self._ended = True
         if self.buffer.drain(self.drain_timeout if timeout is None else timeout):
+            self.buffer.close()
             return
         folder = self._pending_folder()
         self.buffer.save(folder)
+        self.buffer.close()
         logger.error(
             "MLflow store %s did not answer: %d tracking records of run %s are kept in %s. Once the server is back: "
             "xray-seg models --tracking-uri %s replay %s", self.buffer.tracking_uri, len(self.buffer.pending),
@@ -327,7 +328,9 @@ class MLflowTrainingHandler:
             return
         state: dict[str, Any] = {}
         for key, obj in saver.save_dict.items():
-            state[key] = _cpu_copy(unwrap_network(obj).state_dict() if isinstance(obj, nn.Module) else obj.state_dict())
+            if isinstance(obj, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+                obj = obj.module  # as ignite's Checkpoint unwraps them
+            state[key] = _cpu_copy(obj.state_dict())
         self.own_checkpoint = state[next(iter(state))] if len(state) == 1 else state  # as ignite's Checkpoint saves
         self.own_weights_sha256 = state_weights_sha256(self.own_checkpoint)
         self._own_epoch = epoch

@@ -49,8 +49,6 @@ def test_server_killed_mid_training_and_restarted(server, tmp_path):
     handler = tracking_handler(training["workflow"])
     assert restarted.is_set()
     assert handler.buffer.failures >= 1 and not handler.buffer.pending
-    # epochs 2-3, the checkpoint, the TorchScript export and the model were kept, not waited for: no multi-minute stall
-    assert times["completed"] - times["killed"] < 60, times
 
     client = MlflowClient(tracking_uri=server.url)
     run = client.get_run(training["run_id"])
@@ -61,6 +59,11 @@ def test_server_killed_mid_training_and_restarted(server, tmp_path):
     version = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert version.run_id == run.info.run_id
     assert run.data.tags["registered_model"] == f"{MODEL_NAME}/{version.version}"
+    # records were kept, not waited for: one failed call (~3 s) per probe interval at most, where MLflow's defaults
+    # block ~4 min on the first call (main: the training died after 4 min). Generous for a loaded 2-core machine.
+    seconds = times["completed"] - times["killed"]
+    assert handler.buffer.failures <= 2 + seconds / handler.retry_interval, (handler.buffer.failures, seconds)
+    assert seconds < 200, times
 
 
 def test_closed_port_fails_fast_with_the_fix(tmp_path, monkeypatch):
@@ -79,11 +82,15 @@ def test_closed_port_fails_fast_with_the_fix(tmp_path, monkeypatch):
         handlers = trainer._event_handlers[Events.STARTED]
         handlers.insert(0, handlers.pop())  # the clock starts before the tracking check
 
-    with pytest.raises(TrackingUnavailableError) as caught:
+    with pytest.raises(Exception) as caught:  # MONAI's config runner wraps it in a RuntimeError
         train(tmp_path / "work", "mlflow", url, before_run=hooks, dataset_dir=data, max_epochs=1)
     seconds = time.monotonic() - started["t"]
     assert seconds < 20, seconds  # ~10 s of checks (main: 254 s of retries)
-    message = str(caught.value)
+    error: BaseException | None = caught.value
+    while error is not None and not isinstance(error, TrackingUnavailableError):
+        error = error.__cause__ or error.__context__
+    assert error is not None, caught.value
+    message = str(error)
     assert url in message and "XRAY_SEG_TRACKING_UNREACHABLE=skip" in message and "docs/mlflow.md" in message
 
 

@@ -105,3 +105,27 @@ def test_no_default_store_path_comes_from_the_package_location():
         assert "DEFAULT_BUNDLE" not in text, path
         if path.name != "provenance.py":  # the git commit of the checkout, not a store
             assert "__file__" not in text, path
+
+
+def test_compare_two_versions_on_a_named_set(store, client, capsys):
+    """Both versions evaluated on the same folder; the better one becomes champion with ``--promote``."""
+    name, base = "chest-xray-lung-seg", ["models", "--tracking-uri", store.uri]
+    data = str(store.root / "jsrt12")
+    before = {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+    history = client.get_registered_model(name).tags["champion_history"]
+    try:
+        promote(name, "2", reason="test: the worse one", client=client)
+        assert xray_seg([*base, "compare", name, "@champion", "1", "--data", data, "--promote"]) == 0
+        out = capsys.readouterr().out
+        assert "v1" in out and "> v2" in out and "-> version 1" in out  # the trained v1 beats the untrained v2
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+        tags = [client.get_model_version(name, v).tags for v in ("1", "2")]
+        keys = [k for k in tags[0] if k.startswith("compare.") and k.endswith(".mean_dice")]
+        assert len(keys) == 1 and keys[0] in tags[1]
+        assert float(tags[0][keys[0]]) > float(tags[1][keys[0]])
+        assert tags[0][keys[0].replace("mean_dice", "n_images")] == "12"
+        assert "compare:" in tags[0]["champion.reason"]
+    finally:  # leave the shared store as the other tests expect it
+        promote(name, before["champion"], reason="restore", client=client)
+        client.set_registered_model_tag(name, "champion_history", history)
+        client.set_registered_model_alias(name, "challenger", before["challenger"])
