@@ -209,7 +209,7 @@ def scenario_closed_port(code: Path, folder: Path) -> dict:
             "last_line": lines[-1][:300] if lines else ""}  # fmt: skip
 
 
-def scenario_concurrent(code: Path, folder: Path, precreate: bool = False) -> dict:
+def scenario_concurrent(code: Path, folder: Path, precreate: bool = False, run_name: str = "") -> dict:
     import torch
 
     bundle = bundle_copy(code, folder)
@@ -225,15 +225,15 @@ def scenario_concurrent(code: Path, folder: Path, precreate: bool = False) -> di
     rates = ("0.01", "0.002")
     trainings = [
         subprocess.Popen([sys.executable, "-c", DRIVER, str(data), lr, str(folder / f"written{i}.txt"),
-                          repr(FAST_DICT)], cwd=bundle, env=env, stdout=open(folder / f"train{i}.log", "w"),
+                          repr({**FAST_DICT, **({"run_name": run_name} if run_name else {})})], cwd=bundle, env=env, stdout=open(folder / f"train{i}.log", "w"),
                          stderr=subprocess.STDOUT)  # fmt: skip
         for i, lr in enumerate(rates)
     ]
     codes = [t.wait() for t in trainings]
     seconds = time.monotonic() - start
     uri = "sqlite:///" + str(bundle / "eval" / "mlruns.db")
-    result = {"scenario": "concurrent", "precreated_store": precreate, "seconds": round(seconds, 1),
-              "exit_codes": codes}  # fmt: skip
+    result = {"scenario": "concurrent", "precreated_store": precreate, "run_name": run_name or "default",
+              "seconds": round(seconds, 1), "exit_codes": codes}  # fmt: skip
     if not (bundle / "eval" / "mlruns.db").exists():
         return result
     from mlflow import MlflowClient
@@ -286,6 +286,8 @@ def main() -> int:
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose pipeline/ and bundle are measured")
     parser.add_argument("--down", type=float, default=20.0, help="outage: seconds the server stays down")
     parser.add_argument("--precreate", action="store_true", help="concurrent: create the store before both start")
+    parser.add_argument("--run-name", default="", help="concurrent: give both trainings this run name (as two "
+                        "trainings started in the same second get)")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder (kept) instead of a temp one")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tracking-faults-")) if args.keep is None else args.keep
@@ -297,7 +299,7 @@ def main() -> int:
     elif args.scenario == "closed-port":
         result = scenario_closed_port(args.code, folder)
     else:
-        result = scenario_concurrent(args.code, folder, args.precreate)
+        result = scenario_concurrent(args.code, folder, args.precreate, args.run_name)
     result.update(code_commit=commit, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), folder=str(folder))
     print(json.dumps(result))
     return 0

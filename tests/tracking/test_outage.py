@@ -127,3 +127,43 @@ def test_interrupted_or_failed_training_ends_its_run(tmp_path, empty_store_db, m
     assert [r.info.status for r in runs] == [status]
     assert "stopped by the test" in runs[0].data.tags["error"]
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_mean_dice")] == [1]
+
+
+def test_kept_records_are_saved_and_replayed_later(tmp_path, empty_store_db, monkeypatch, capsys):
+    """Records kept while the server is down survive the process (a folder) and ``xray-seg models replay`` sends them."""
+    import shutil
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from pipeline.cli import main as xray_seg
+    from pipeline.tracking import BufferedClient, TrackingBuffer, bound_http_requests
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    bound_http_requests()
+    shutil.copy(empty_store_db, tmp_path / "mlruns.db")
+    uri = sqlite_uri(tmp_path / "mlruns.db")
+    store = MlflowClient(tracking_uri=uri)
+    run_id = store.create_run(store.create_experiment("replay")).info.run_id
+
+    down = BufferedClient(TrackingBuffer(MlflowClient(tracking_uri="http://127.0.0.1:9"), retry_interval=3600))
+    note = tmp_path / "note.txt"
+    note.write_text("kept while the server was down")
+    start = time.monotonic()
+    down.log_batch(run_id, metrics=[Metric("val_mean_dice", 0.5 + e / 10, 0, e) for e in (1, 2, 3)])
+    down.set_tag(run_id, "during", "outage")
+    down.log_artifact(run_id, str(note), "notes")
+    down.set_terminated(run_id, "FINISHED")
+    assert time.monotonic() - start < 30  # one failed call (~3 s), then nothing waits for the server
+    note.unlink()  # the original is gone: the buffer kept a copy
+    assert down.buffer.failures == 1 and len(down.buffer.pending) == 4
+    folder = down.buffer.save(tmp_path / "pending")
+    down.buffer.close()
+
+    assert xray_seg(["models", "--tracking-uri", uri, "replay", str(folder)]) == 0
+    assert "sent 4" in capsys.readouterr().out
+    run = store.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["during"] == "outage"
+    assert [m.step for m in store.get_metric_history(run_id, "val_mean_dice")] == [1, 2, 3]
+    assert [a.path for a in store.list_artifacts(run_id, "notes")] == ["notes/note.txt"]
+    assert xray_seg(["models", "--tracking-uri", uri, "replay", str(folder)]) == 0  # nothing left: sends 0
