@@ -1,7 +1,8 @@
 """Experiment tracking and model registry with MLflow: the only package of the project that imports mlflow.
 
-MLflow is imported lazily, inside the functions that need it, so the bundle configs can import this package (and a
-run without ``--tracking`` never touches MLflow). See ``docs/mlflow.md``.
+MLflow is imported lazily, inside the functions that need it (importing this package only wraps MLflow's first
+creation of a SQLite store's tables in a file lock), and a run without ``--tracking`` never opens a store. See
+``docs/mlflow.md``.
 
 * :class:`MLflowTrainingHandler` / :class:`MLflowEvaluationHandler`: bundle handlers that complete the run MONAI's
   ``MLFlowHandler`` opens (parameters, per-epoch summaries, artifacts, model, registry, test metrics);
@@ -98,3 +99,8 @@ __all__ = [
     "weights_sha256",
     "write_package",
 ]
+
+# Two trainings that open a new SQLite store at the same moment must not both create its tables. The guard has to be
+# in place before any MONAI MLFlowHandler opens the store, and bundle configs import this package first (MONAI's
+# handlers import mlflow anyway, so this adds no import cost). See guard_sqlite_schema_creation.
+guard_sqlite_schema_creation()
