@@ -98,7 +98,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if is_model_uri(str(args.model)):
             predictor = load_predictor(args.model, **kwargs)
         else:
-            predictor = load_predictor(args.model, bundle_dir=args.bundle, overrides=overrides, **kwargs)
+            predictor = load_predictor(args.model, overrides=overrides, **kwargs)
     except Exception as err:  # noqa: BLE001 - missing checkpoint, unknown registry model, mismatched overrides
         logger.error("cannot load the model %s: %s: %s", args.model, type(err).__name__, err)
         return 1
@@ -144,16 +144,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", "-o", required=True, type=Path, metavar="DIR",
                         help="output folder (created; rerunning into the same folder resumes)")
     parser.add_argument("--model", "-m", required=True, metavar="PATH|URI",
-                        help="checkpoint file (model.pt: its stored image size and network are used, the bundle config "
-                             "fills in the rest) or an MLflow model URI such as models:/NAME@ALIAS or "
+                        help="model file (model.pt: network, preprocessing and post-processing come from the model "
+                             "artifact stored in it) or an MLflow model URI such as models:/NAME@ALIAS or "
                              "models:/NAME/VERSION")
-    parser.add_argument("--bundle", type=Path, default=None, metavar="DIR",
-                        help="bundle whose configs/train.yaml defines the network and preprocessing for a checkpoint "
-                             "path (default: the lung bundle shipped with the package)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="bundle config override for a checkpoint path (wins over the settings stored in it), "
-                             "repeatable; VALUE is YAML, e.g. image_size=64 or "
-                             "\"network_kwargs={'features': [4, 4, 8, 16, 32, 4]}\"")
+                        help="model setting to change (e.g. threshold=0.4), repeatable; VALUE is YAML. For a file "
+                             "holding bare weights without an artifact, say which network it is: "
+                             "network_name=xnet, image_size=256, \"network_kwargs={'features': [4, 4, 8, 16, 32, 4]}\"")
     parser.add_argument("--device", default=None,
                         help="torch device: cpu, cuda, cuda:1 (default: CUDA when available; one GPU per process "
                              "under torchrun)")

@@ -78,7 +78,7 @@ def build_app(args: argparse.Namespace) -> Any:
             if not Path(args.model).is_file():
                 raise FileNotFoundError(f"{args.model}: checkpoint not found.")
             kwargs.setdefault("model_version", checkpoint_version(Path(args.model)))
-            predictor = load_predictor(args.model, bundle_dir=args.bundle, overrides=parse_overrides(args.override),
+            predictor = load_predictor(args.model, overrides=parse_overrides(args.override),
                                        **kwargs)
     limits = {} if args.max_upload_mb is None else {"max_upload_mb": args.max_upload_mb}
     return create_app(predictor, results_dir=args.results, **limits)
@@ -119,13 +119,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", "-m", default=None, metavar="PATH|URI",
-                        help="checkpoint file (model.pt; the network comes from the bundle config) or an MLflow model "
-                             "URI such as models:/NAME@ALIAS; without it only the batch review is served")
-    parser.add_argument("--bundle", type=Path, default=None, metavar="DIR",
-                        help="bundle whose configs/train.yaml defines the network for a checkpoint path "
-                             "(default: the lung bundle)")
+                        help="model file (model.pt with its model artifact) or an MLflow model URI such as "
+                             "models:/NAME@ALIAS; without it only the batch review is served")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="bundle config override for a checkpoint path, repeatable; VALUE is YAML")
+                        help="model setting to change (e.g. threshold=0.4), repeatable; VALUE is YAML")
     parser.add_argument("--results", type=Path, default=None, metavar="DIR",
                         help="batch output folder to review (the --out folder of `xray-seg predict`)")
     parser.add_argument("--host", default="127.0.0.1",

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.io.files import file_stem, list_image_files
 from pipeline.io.formats import sniff_format
 
 __all__ = ["PairingReport", "pair_folder", "file_stem", "image_size", "list_image_files"]
@@ -13,26 +14,6 @@ __all__ = ["PairingReport", "pair_folder", "file_stem", "image_size", "list_imag
 logger = logging.getLogger(__name__)
 
 _MASK_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_seg")
-_IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "splits.csv", "source.md", "readme.md"}
-
-
-def file_stem(path: str | Path) -> str:
-    """The pairing key of a file: its name without image suffixes (``.nii.gz`` and ``.dcm`` included)."""
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def list_image_files(folder: str | Path) -> list[Path]:
-    """Every regular, non-hidden file below ``folder`` (recursively), sorted; content is checked later."""
-    folder = Path(folder)
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and p.name.lower() not in _IGNORED_NAMES
-    )
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

@@ -11,6 +11,3 @@ __all__ = ["SCHEDULES", "EpochSummaryHandler", "ProgressBarHandler",
 from pipeline.engines.device_path import DATA_PATHS, DetachOutputd, DevicePrepareBatch, amp_kwargs, resolve_data_path
 
 __all__ += ["DATA_PATHS", "DetachOutputd", "DevicePrepareBatch", "amp_kwargs", "resolve_data_path"]
-from pipeline.engines.model_settings import SETTINGS_KEY, ModelSettings, stored_settings
-
-__all__ += ["SETTINGS_KEY", "ModelSettings", "stored_settings"]

@@ -8,29 +8,23 @@ from pathlib import Path
 import torch
 from ignite.engine import Engine, Events
 
-from pipeline.io.writers import atomic_path
 from pipeline.keys import Keys
-from pipeline.postprocessing.temperature import TEMPERATURE_KEY, calibration_before_after, fit_temperature, save_temperature
+from pipeline.model import read_artifact, update_model
+from pipeline.postprocessing.temperature import calibration_before_after, fit_temperature, save_temperature
 
 __all__ = ["TemperatureFitHandler", "store_temperature"]
 
 logger = logging.getLogger(__name__)
 
 
-def store_temperature(checkpoint: str | Path, temperature: float) -> Path:
-    """Write ``temperature`` into a bundle checkpoint (``{"model": state_dict, "temperature": T}``), atomically.
+def store_temperature(checkpoint: str | Path, temperature: float, out: str | Path | None = None) -> Path:
+    """Store ``temperature`` in the model artifact of ``checkpoint`` as a new revision (into ``out`` when given).
 
-    A checkpoint saved as a bare state dict is wrapped; MONAI's ``CheckpointLoader`` and
-    :func:`pipeline.inference.load_checkpoint` read both forms.
+    Returns:
+        The file written.
     """
-    checkpoint = Path(checkpoint)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if not (isinstance(state, dict) and isinstance(state.get("model"), dict)):
-        state = {"model": state}
-    state[TEMPERATURE_KEY] = float(temperature)
-    with atomic_path(checkpoint) as tmp:
-        torch.save(state, tmp)
-    return checkpoint
+    artifact = read_artifact(checkpoint)
+    return update_model(checkpoint, artifact.replace(temperature=float(temperature)), out=out)
 
 
 class TemperatureFitHandler:

@@ -2,12 +2,12 @@
 
 from pipeline.inference.acceleration import OptimizedNetwork, optimize_for_inference
 from pipeline.inference.batch import OUTPUT_KINDS, BatchRunner, BatchSummary, FastPreprocess
-from pipeline.inference.loading import DEFAULT_BUNDLE, checkpoint_version, is_model_uri, load_predictor
+from pipeline.inference.folder import predict_folder
+from pipeline.inference.loading import checkpoint_version, load_predictor
 from pipeline.inference.overlay import display_image, overlay_rgb, write_overlay_png
-from pipeline.inference.predictor import Prediction, Predictor, load_checkpoint
+from pipeline.inference.predictor import Prediction, Predictor, is_model_uri
 
 __all__ = [
-    "DEFAULT_BUNDLE",
     "OUTPUT_KINDS",
     "BatchRunner",
     "BatchSummary",
@@ -18,9 +18,9 @@ __all__ = [
     "checkpoint_version",
     "display_image",
     "is_model_uri",
-    "load_checkpoint",
     "load_predictor",
     "optimize_for_inference",
+    "predict_folder",
     "overlay_rgb",
     "write_overlay_png",
 ]

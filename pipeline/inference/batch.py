@@ -613,7 +613,6 @@ class BatchRunner:
         """Decode (workers), segment (batches) and write (threads) ``work``; returns the number segmented."""
         if not work:
             return 0
-        _ = self.predictor.runner  # choose the inference path (bf16, compile, ...) now, outside the timed model step
         dataset = _DecodeDataset(
             work,
             self._preprocess,
@@ -696,9 +695,7 @@ class BatchRunner:
         predictor = self.predictor
         rows, cols = rec["shape"]
         spacing = rec["spacing"]
-        # an XRayImage whose pixels are a zero-stride placeholder: finish only needs the original shape
-        placeholder = XRayImage(np.broadcast_to(np.float32(0), (rows, cols)), item.path, item.format or "", spacing)
-        prob, mask = predictor.finish(placeholder, prob_small)
+        prob, mask = predictor.finish(prob_small, (rows, cols))
         stem = uid_to_filename(item.sop_instance_uid)
         written: dict[str, Any] = {}
         if "seg" in self.outputs and rec.get("header") is not None:

@@ -1,8 +1,14 @@
-"""The Predictor: one object that turns radiographs into lung (or tissue) masks at their original size.
+"""The Predictor: the one road from a radiograph to a mask at its original size.
 
-The batch command, the bundle's inference config, the web page and the benchmarks all call this class, so every
-image takes the same road: read → preprocess (the training chain, without augmentation) → network → probabilities
-→ back to the original size → threshold → optional cleanup.
+Every entry point (the batch command, the DICOM node, the web page, the bundles' inference and evaluation, the
+benchmarks) segments through :meth:`Predictor.predict_batch`:
+
+    preprocessed batch (:meth:`Predictor.preprocess`, the training chain without augmentation)
+    → network (the fastest path that matches fp32) → logits / temperature → activation → calibration
+    → back to each image's original size → threshold / argmax → cleanup → quality control
+
+and everything it needs comes from the model artifact (:mod:`pipeline.model`) stored in ``model.pt``:
+:meth:`Predictor.from_checkpoint` needs neither a bundle config nor the repository.
 """
 
 from __future__ import annotations
@@ -20,14 +26,25 @@ import torch
 import torch.nn as nn
 from monai.transforms import Compose
 
-from pipeline.io import ImageReadError, XRayImage, read_image, write_mask_nifti, write_mask_png
+from pipeline.io import XRayImage, read_image
 from pipeline.keys import Keys
+from pipeline.metrics.qc import prediction_quality
+from pipeline.model import ModelArtifact, load_model, model_version
 from pipeline.transforms.io import to_metatensor
 from pipeline.transforms.presets import preprocessing, restore_original_size
 
-__all__ = ["Prediction", "Predictor", "load_checkpoint", "read_checkpoint"]
+__all__ = ["Prediction", "Predictor", "is_model_uri"]
 
 logger = logging.getLogger(__name__)
+
+#: Artifact fields a caller may override when building a Predictor (e.g. ``threshold=0.4``).
+_OVERRIDABLE = ("image_size", "intensity", "num_classes", "threshold", "temperature", "cleanup", "network_name",
+                "network_kwargs", "class_names")
+
+
+def is_model_uri(model: str | Path) -> bool:
+    """True for MLflow URIs such as ``models:/chest-xray-lung-seg@champion`` or ``runs:/<id>/model``."""
+    return str(model).startswith(("models:/", "runs:/", "mlflow-artifacts:/"))
 
 
 @dataclass
@@ -35,17 +52,22 @@ class Prediction:
     """The result for one image.
 
     Attributes:
-        image: the image as read (original size, display polarity).
-        prob: float32 probabilities at the original size, shape ``(C, rows, cols)``; ``C == 1`` for the binary lung
-            task (lung probability), else one channel per class.
+        prob: float32 probabilities at the original size, ``(C, rows, cols)``; ``C == 1`` for the binary lung task.
         mask: uint8 mask at the original size: 0/1 for binary, class indices otherwise.
+        prob_small: ``(C, S, S)`` probabilities at the network's resolution (what quality control looks at).
+        quality: confidence, QC flags and scores (:func:`pipeline.metrics.qc.prediction_quality`), as the manifest
+            and the review page show them.
         seconds: timing of the steps (``read``, ``preprocess``, ``model``, ``postprocess``).
+        image: the image as read, when the Predictor read it (:meth:`Predictor.predict_file` /
+            :meth:`Predictor.predict_images`), else ``None``.
     """
 
-    image: XRayImage
     prob: np.ndarray
     mask: np.ndarray
+    prob_small: torch.Tensor
+    quality: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    image: XRayImage | None = None
 
     @property
     def foreground_prob(self) -> np.ndarray:
@@ -53,63 +75,29 @@ class Prediction:
         return self.prob[0] if self.prob.shape[0] == 1 else 1.0 - self.prob[0]
 
 
-def read_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a checkpoint saved by the bundle's ``CheckpointSaver`` (a state dict, or ``{"model": state_dict, ...}``).
-
-    Returns:
-        ``(weights, extras)``: the network's state dict and the entries stored beside it (``settings``,
-        ``temperature``), possibly empty.
-
-    Raises:
-        FileNotFoundError: the checkpoint does not exist; the message says how to make one.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: checkpoint not found. Train first (`python -m monai.bundle run training --config_file "
-            "configs/train.yaml`) or pass the path of a model.pt."
-        )
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        return state["model"], {k: v for k, v in state.items() if k != "model"}
-    return state, {}
-
-
-def load_checkpoint(network: nn.Module, path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load the weights of a bundle checkpoint into ``network`` (see :func:`read_checkpoint`).
-
-    Returns:
-        The extra entries stored beside the weights (e.g. ``temperature``), possibly empty.
-    """
-    weights, extras = read_checkpoint(path, map_location)
-    network.load_state_dict(weights)
-    return extras
-
-
 class Predictor:
     """Segment radiographs with a trained network, returning masks at the original image size.
 
     Args:
-        network: the network (returns logits).
-        image_size: side the network was trained at. Defaults to 256.
-        intensity: intensity scaling used in training (``"minmax"`` or ``"percentile"``).
-        num_classes: network output channels: 1 = binary sigmoid, more = softmax.
-        threshold: probability threshold for the binary case. Defaults to 0.5.
+        network: the network (returns logits), with its weights loaded.
+        artifact: how the network was trained and is to be run (:class:`pipeline.model.ModelArtifact`); defaults to
+            the artifact's defaults. Keyword overrides below win over it.
         device: ``"cuda"``, ``"cpu"`` or ``None`` for CUDA when available.
         amp: use low precision where it is fast and matches fp32: bf16/fp16 autocast on CUDA, and bf16 on CPUs that
-            compute it natively (AVX512-BF16 / AMX). The masks are checked against fp32 on first use after weights load
-            (:func:`~pipeline.inference.acceleration.optimize_for_inference`); ``False`` keeps fp32. Defaults to True.
-        temperature: logits are divided by this before the activation (temperature scaling). Defaults to 1.
+            compute it natively (AVX512-BF16 / AMX). The masks are checked against fp32 on the first batch after the
+            weights are loaded (:func:`~pipeline.inference.acceleration.optimize_for_inference`); ``False`` keeps
+            fp32. Defaults to True.
         voi: apply the DICOM VOI LUT / window before scaling. Defaults to False (as in training).
-        postprocess: optional ``mask -> mask`` callable applied at the original size (e.g. lung cleanup).
-        model_name: name recorded with outputs (e.g. the registered model name).
-        model_version: version recorded with outputs.
+        postprocess: ``mask -> mask`` callable applied at the original size; defaults to the lung cleanup when the
+            artifact says ``cleanup`` (binary models), else none.
+        model_name: name recorded with outputs (e.g. the registered model name); defaults to the network name.
+        model_version: version recorded with outputs (e.g. the registry version or the file's hash).
+        overrides: artifact fields to override (``image_size``, ``intensity``, ``num_classes``, ``threshold``,
+            ``temperature``, ``cleanup``).
 
     Examples::
 
-        >>> predictor = Predictor.from_bundle("bundles/chest_xray_lung_segmentation")
+        >>> predictor = Predictor.from_checkpoint("models/model.pt")
         >>> result = predictor.predict_file("chest.dcm")
         >>> result.mask.shape == result.image.shape
         True
@@ -118,121 +106,158 @@ class Predictor:
     def __init__(
         self,
         network: nn.Module,
-        image_size: int = 256,
-        intensity: str = "minmax",
-        num_classes: int = 1,
-        threshold: float = 0.5,
+        artifact: ModelArtifact | None = None,
         device: str | torch.device | None = None,
         amp: bool = True,
-        temperature: float = 1.0,
         voi: bool = False,
         postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
         model_name: str = "",
         model_version: str = "",
+        **overrides: Any,
     ) -> None:
+        unknown = sorted(set(overrides) - set(_OVERRIDABLE))
+        if unknown:
+            raise TypeError(f"Predictor got unknown arguments {unknown}; artifact fields that can be overridden: "
+                            f"{list(_OVERRIDABLE)}.")
+        artifact = artifact or ModelArtifact()
+        changes = {k: v for k, v in overrides.items() if v is not None and getattr(artifact, k) != v}
+        self.artifact = artifact.replace(revision=artifact.revision, **changes) if changes else artifact
         self.device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu"
         )
         self.network = network.to(self.device).eval()
-        self.image_size = int(image_size)
-        self.intensity = intensity
-        self.num_classes = int(num_classes)
-        self.threshold = float(threshold)
         self.amp = bool(amp)
-        self.temperature = float(temperature)
-        self.voi = voi
+        self.voi = bool(voi)
+        if postprocess is None and self.artifact.cleanup and self.artifact.binary:
+            from pipeline.postprocessing.cleanup import clean_lung_mask
+
+            postprocess = clean_lung_mask
         self.postprocess = postprocess
-        self.model_name = model_name
+        self.model_name = model_name or self.artifact.network_name
         self.model_version = model_version
         self._transform = Compose(
             preprocessing(self.image_size, self.intensity, self.num_classes, with_label=False, load=False)
         )
-        self._runner: nn.Module | None = None  # the network as it runs (bf16 / compile / ...), chosen on first use
+        self._runner: nn.Module | None = None  # the network as it runs (bf16 / compile / ...), chosen on first batch
         self._acceleration: dict[str, Any] = {}
         self._runner_lock = threading.Lock()
 
+    # ---- what the artifact says ---------------------------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        """Side of the square the network sees."""
+        return self.artifact.image_size
+
+    @property
+    def intensity(self) -> str:
+        """Intensity scaling of the preprocessing."""
+        return self.artifact.intensity
+
+    @property
+    def num_classes(self) -> int:
+        """Network output channels (1 = binary)."""
+        return self.artifact.num_classes
+
+    @property
+    def threshold(self) -> float:
+        """Probability threshold of the binary case."""
+        return self.artifact.threshold
+
+    @property
+    def temperature(self) -> float:
+        """Logits are divided by this before the activation."""
+        return self.artifact.temperature
+
     # ---- construction -------------------------------------------------------------------------------------------
     @classmethod
-    def from_bundle(
+    def from_checkpoint(
         cls,
-        bundle_dir: str | Path,
-        checkpoint: str | Path | None = None,
-        config_file: str = "configs/train.yaml",
-        overrides: dict[str, Any] | None = None,
+        model: str | Path,
+        device: str | torch.device | None = None,
+        amp: bool = True,
+        default: ModelArtifact | None = None,
+        tracking_uri: str | None = None,
         **kwargs: Any,
     ) -> Predictor:
-        """Build the network and preprocessing settings from a bundle's config and load its checkpoint.
-
-        Settings saved in the checkpoint (image size, intensity, classes, threshold, network and its arguments:
-        :class:`pipeline.engines.ModelSettings`) win over the bundle config, so a model trained with other settings
-        (e.g. the 128² CPU default) is run the way it was trained; ``overrides`` win over both.
+        """Build network, preprocessing and post-processing from a model artifact alone.
 
         Args:
-            bundle_dir: the bundle folder.
-            checkpoint: weights file; defaults to the bundle's ``ckpt_dir/model.pt``.
-            config_file: config (relative to the bundle) that defines ``network_def`` and the preprocessing keys.
-            overrides: config overrides, e.g. ``{"network_name": "xnet"}``.
-            kwargs: passed to the constructor (``device``, ``postprocess``, ...).
+            model: a ``model.pt`` written by this project's training, or an MLflow model URI
+                (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/RUN/model``) resolved through
+                :mod:`pipeline.tracking`, which records the registry version used.
+            device: ``"cuda"``, ``"cpu"`` or None (CUDA when available).
+            amp: see the class.
+            default: artifact for a file that holds bare weights (a plain MONAI state dict).
+            tracking_uri: MLflow store for model URIs; defaults to ``$MLFLOW_TRACKING_URI`` / the current folder's.
+            kwargs: passed to the constructor (``postprocess``, ``voi``, ``model_name``, artifact overrides, ...).
+
+        Raises:
+            FileNotFoundError: the model file does not exist.
+            pipeline.model.ModelFileError: the file is not a usable model file (the message says how to fix it).
         """
-        from monai.bundle import ConfigParser
+        if is_model_uri(model):
+            from pipeline.tracking.serving import fetch_model  # only URIs need the registry (and mlflow)
 
-        from pipeline.engines.model_settings import SETTINGS_KEY
+            fetched = fetch_model(str(model), tracking_uri=tracking_uri)
+            kwargs.setdefault("model_name", fetched.name)
+            kwargs.setdefault("model_version", fetched.version)
+            path = fetched.path
+        else:
+            path = Path(model)
+        artifact, weights = load_model(path, default=default)
+        network = artifact.build_network()
+        try:
+            network.load_state_dict(weights)
+        except RuntimeError as err:
+            raise RuntimeError(f"{path}: the weights do not fit the recorded network ({artifact.describe()}): "
+                               f"{str(err).splitlines()[0]}") from err
+        kwargs.setdefault("model_version", model_version(path))
+        predictor = cls(network, artifact, device=device, amp=amp, **kwargs)
+        logger.info("model %s version %s: %s", predictor.model_name, predictor.model_version, artifact.describe())
+        return predictor
 
-        bundle_dir = Path(bundle_dir)
-        parser = ConfigParser()
-        parser.read_config(str(bundle_dir / config_file))
-        parser["bundle_root"] = str(bundle_dir)
-        for key, value in (overrides or {}).items():
-            parser[key] = value
-        ckpt = Path(checkpoint) if checkpoint else Path(parser.get_parsed_content("ckpt_dir")) / "model.pt"
-        weights, extras = read_checkpoint(ckpt)
-        for key, value in dict(extras.get(SETTINGS_KEY) or {}).items():
-            if key not in (overrides or {}) and key in parser:
-                parser[key] = value
-        network = parser.get_parsed_content("network_def")
-        network.load_state_dict(weights)
-        kwargs.setdefault("temperature", float(extras.get("temperature", 1.0)))
-        kwargs.setdefault("model_name", str(parser.get_parsed_content("network_name")))
-        return cls(
-            network,
-            image_size=parser.get_parsed_content("image_size"),
-            intensity=parser.get_parsed_content("intensity"),
-            num_classes=parser.get_parsed_content("num_classes"),
-            threshold=parser.get_parsed_content("threshold"),
-            **kwargs,
-        )
+    @classmethod
+    def from_bundle(cls, bundle_dir: str | Path, checkpoint: str | Path | None = None, **kwargs: Any) -> Predictor:
+        """The model of a bundle folder (``models/model.pt`` unless ``checkpoint`` is given).
+
+        Only the file is read: the artifact in it describes the network and preprocessing, not the bundle config.
+        """
+        return cls.from_checkpoint(Path(checkpoint) if checkpoint else Path(bundle_dir) / "models" / "model.pt",
+                                   **kwargs)
 
     def load_checkpoint(self, path: str | Path) -> Predictor:
-        """Load weights into the network (and a stored temperature, if any); returns ``self``.
-
-        The inference path (bf16, channels-last, compile) is chosen again, for the new weights, on next use.
-        """
-        extras = load_checkpoint(self.network, path, map_location=self.device)
-        if "temperature" in extras:
-            self.temperature = float(extras["temperature"])
+        """Load the weights (and artifact) of another model file of the same network into this Predictor."""
+        artifact, weights = load_model(path, default=self.artifact)
+        self.network.load_state_dict(weights)
         self.network.eval()
+        self.artifact = artifact
+        self.model_version = model_version(path)
         with self._runner_lock:
             self._runner, self._acceleration = None, {}
         return self
 
-    @property
-    def runner(self) -> nn.Module:
-        """The network as inference runs it: the fastest path whose masks match eager fp32 (see ``amp``).
+    # ---- the inference path -------------------------------------------------------------------------------------
+    def prepare(self, example: torch.Tensor | None = None) -> nn.Module:
+        """Choose how the network runs (bf16, channels-last, compile) on ``example``, once per set of weights.
 
-        Chosen on first use (so once per loaded set of weights) by
-        :func:`~pipeline.inference.acceleration.optimize_for_inference`; it shares its weights with :attr:`network`
-        or holds a copy of them.
+        Low precision is checked against fp32 on real preprocessed images when ``example`` holds them (the first
+        batch does); noise inputs drive a trained network into logits it never produces on radiographs.
         """
         with self._runner_lock:
             if self._runner is None:
                 from pipeline.inference.acceleration import optimize_for_inference
 
-                n = 2 if self.device.type != "cuda" else 8
+                shape = tuple(example.shape) if example is not None else (1, 1, self.image_size, self.image_size)
                 self._runner, self._acceleration = optimize_for_inference(
-                    self.network, self.device, (n, 1, self.image_size, self.image_size), low_precision=self.amp,
-                    cpu_bf16=self.amp, example=self._check_batch(n) if self.amp else None,
+                    self.network, self.device, shape, low_precision=self.amp, cpu_bf16=self.amp,
+                    example=example if self.amp else None,
                 )
             return self._runner
+
+    @property
+    def runner(self) -> nn.Module:
+        """The network as inference runs it (chosen by :meth:`prepare`, on the first batch)."""
+        return self.prepare()
 
     @property
     def acceleration(self) -> dict[str, Any]:
@@ -240,36 +265,24 @@ class Predictor:
         _ = self.runner
         return self._acceleration
 
-    def _check_batch(self, n: int) -> torch.Tensor | None:
-        """``n`` real radiographs from the embedded sample, preprocessed: what low precision is checked on.
-
-        Noise inputs drive a trained network into logits it never produces on radiographs; the masks that must
-        agree with fp32 are those of real images. ``None`` (noise then) if the sample cannot be read.
-        """
-        from pipeline.data.resolve import sample_dir
-
-        files = sorted((sample_dir() / "images").glob("*.png"))[:n]
-        try:
-            return torch.stack([torch.as_tensor(self.preprocess(read_image(f))) for f in files])
-        except (ImageReadError, OSError, RuntimeError) as err:
-            logger.warning("low-precision check on noise: the embedded sample could not be read (%s)", err)
-            return None
-
     # ---- the road -----------------------------------------------------------------------------------------------
     def preprocess(self, image: XRayImage) -> torch.Tensor:
-        """The training preprocessing (resize, [-1, 1]) of one image: a ``(1, S, S)`` tensor."""
-        return self._transform({Keys.IMAGE.value: to_metatensor(image)})[Keys.IMAGE.value]
+        """The training preprocessing (resize, [-1, 1]) of one image: a ``(1, S, S)`` float32 tensor."""
+        out = self._transform({Keys.IMAGE.value: to_metatensor(image)})[Keys.IMAGE.value]
+        return torch.as_tensor(out).float()
 
     @torch.inference_mode()
     def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities ``(B, C, S, S)`` for a preprocessed batch ``(B, 1, S, S)``."""
-        batch = torch.as_tensor(batch).to(self.device, non_blocking=True)
-        logits = self.runner(batch).float() / self.temperature  # autocast, if chosen, is inside the runner
+        """Probabilities ``(B, C, S, S)`` for a preprocessed batch ``(B, 1, S, S)``, at the network's resolution."""
+        batch = torch.as_tensor(batch).float().to(self.device, non_blocking=True)
+        runner = self._runner or self.prepare(batch)
+        logits = runner(batch).float() / self.temperature  # autocast, if chosen, is inside the runner
         return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=1)
 
-    def finish(self, image: XRayImage, prob_small: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Model-resolution probabilities ``(C, S, S)`` → probabilities and mask at the original size of ``image``."""
-        prob = restore_original_size(prob_small.cpu(), image.shape).numpy().astype(np.float32)
+    def finish(self, prob_small: torch.Tensor, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Network-resolution probabilities ``(C, S, S)`` → probabilities and mask at the original ``(rows, cols)``."""
+        prob = restore_original_size(torch.as_tensor(prob_small).float().cpu(), tuple(shape)).numpy()
+        prob = prob.astype(np.float32, copy=False)
         if self.num_classes == 1:
             mask = (prob[0] > self.threshold).astype(np.uint8)
         else:
@@ -278,26 +291,50 @@ class Predictor:
             mask = np.asarray(self.postprocess(mask), dtype=np.uint8)
         return prob, mask
 
+    def quality(self, prob_small: torch.Tensor) -> dict[str, Any]:
+        """Confidence, QC flags and scores of one prediction at the network's resolution."""
+        return prediction_quality(torch.as_tensor(prob_small).float().cpu(), self.threshold)
+
+    def predict_batch(self, batch: torch.Tensor, shapes: Sequence[Sequence[int]]) -> list[Prediction]:
+        """Segment a preprocessed batch: the single road every entry point takes.
+
+        Args:
+            batch: ``(B, 1, S, S)`` from :meth:`preprocess` (stacked).
+            shapes: the original ``(rows, cols)`` of each image, in batch order.
+
+        Returns:
+            One :class:`Prediction` per image, at its original size, with quality control.
+        """
+        batch = torch.as_tensor(batch)
+        if batch.ndim != 4 or batch.shape[0] != len(shapes):
+            raise ValueError(f"batch must be (B, 1, S, S) with one shape per image; got {tuple(batch.shape)} and "
+                             f"{len(shapes)} shapes.")
+        if batch.shape[0] == 0:
+            return []
+        t0 = time.perf_counter()
+        probs = self.predict_tensor(batch).float().cpu()
+        model_share = (time.perf_counter() - t0) / len(shapes)
+        out = []
+        for prob_small, shape in zip(probs, shapes):
+            t1 = time.perf_counter()
+            prob, mask = self.finish(prob_small, shape)
+            quality = self.quality(prob_small)
+            out.append(Prediction(prob, mask, prob_small, quality,
+                                  {"model": model_share, "postprocess": time.perf_counter() - t1}))
+        return out
+
     def predict_images(self, images: Sequence[XRayImage]) -> list[Prediction]:
-        """Segment already-read images as one batch."""
+        """Preprocess and segment already-read images as one batch."""
         if not images:
             return []
         t0 = time.perf_counter()
-        batch = torch.stack([torch.as_tensor(self.preprocess(im)) for im in images])
-        t1 = time.perf_counter()
-        probs = self.predict_tensor(batch)
-        t2 = time.perf_counter()
-        out = []
-        for image, prob_small in zip(images, probs):
-            t3 = time.perf_counter()
-            prob, mask = self.finish(image, prob_small)
-            seconds = {
-                "preprocess": (t1 - t0) / len(images),
-                "model": (t2 - t1) / len(images),
-                "postprocess": time.perf_counter() - t3,
-            }
-            out.append(Prediction(image, prob, mask, seconds))
-        return out
+        batch = torch.stack([self.preprocess(im) for im in images])
+        share = (time.perf_counter() - t0) / len(images)
+        results = self.predict_batch(batch, [im.shape for im in images])
+        for image, result in zip(images, results):
+            result.image = image
+            result.seconds["preprocess"] = share
+        return results
 
     def predict_array(self, pixels: np.ndarray, spacing: tuple[float, float] | None = None) -> Prediction:
         """Segment a 2D array (display polarity, any size)."""
@@ -308,59 +345,7 @@ class Predictor:
         """Read (any supported format, chosen by content) and segment one file."""
         t0 = time.perf_counter()
         image = read_image(path, voi=self.voi)
+        read_seconds = time.perf_counter() - t0
         result = self.predict_images([image])[0]
-        result.seconds["read"] = time.perf_counter() - t0 - sum(result.seconds.values())
+        result.seconds["read"] = read_seconds
         return result
-
-    def predict_folder(
-        self,
-        input_dir: str | Path,
-        output_dir: str | Path,
-        formats: Sequence[str] = ("png",),
-        batch_size: int = 8,
-    ) -> list[dict[str, Any]]:
-        """Segment every image in a folder (recursively) and write masks at the original size.
-
-        Masks go to ``output_dir/<relative path>_mask.png`` (and ``.nii.gz`` when ``"nifti"`` is in ``formats``);
-        files that cannot be read are listed with the reason and skipped. For DICOM SEG, manifests and resume, use
-        the batch command (``xray-seg predict``).
-
-        Returns:
-            One record per file: ``{"path", "status": "ok" | "error", "reason", "outputs"}``.
-        """
-        from tqdm.auto import tqdm
-
-        from pipeline.data.pairing import file_stem, list_image_files
-
-        input_dir, output_dir = Path(input_dir), Path(output_dir)
-        if not input_dir.is_dir():
-            raise FileNotFoundError(f"{input_dir}: input folder not found.")
-        files = list_image_files(input_dir)
-        records: list[dict[str, Any]] = []
-        pending: list[tuple[Path, XRayImage]] = []
-
-        def flush() -> None:
-            for (path, _), result in zip(pending, self.predict_images([im for _, im in pending])):
-                rel = path.relative_to(input_dir)
-                base = output_dir / rel.parent / file_stem(rel)
-                outputs = []
-                if "png" in formats:
-                    outputs.append(str(write_mask_png(f"{base}_mask.png", result.mask, binary=self.num_classes == 1)))
-                if "nifti" in formats:
-                    outputs.append(str(write_mask_nifti(f"{base}_mask.nii.gz", result.mask, result.image.spacing)))
-                records.append({"path": str(path), "status": "ok", "reason": "", "outputs": outputs})
-            pending.clear()
-
-        for path in tqdm(files, desc="predict", unit="image", disable=None):
-            try:
-                pending.append((path, read_image(path, voi=self.voi)))
-            except ImageReadError as err:
-                logger.warning("skipped %s", err)
-                records.append({"path": str(path), "status": "error", "reason": str(err), "outputs": []})
-                continue
-            if len(pending) >= batch_size:
-                flush()
-        flush()
-        n_ok = sum(r["status"] == "ok" for r in records)
-        logger.info("wrote masks for %d of %d files to %s (%d errors)", n_ok, len(records), output_dir, len(records) - n_ok)
-        return records

@@ -198,7 +198,9 @@ def load_temperature(source: str | Path | Mapping[str, Any] | float) -> float:
     p = Path(source)
     if p.suffix.lower() == ".json":
         return float(json.loads(p.read_text())[TEMPERATURE_KEY])
-    return float(torch.load(p, map_location="cpu", weights_only=True)[TEMPERATURE_KEY])
+    from pipeline.model import ModelArtifact, read_artifact  # a model file: the temperature in its artifact
+
+    return read_artifact(p, default=ModelArtifact()).temperature  # (the default only matters for bare weights)
 
 
 class TemperatureScaler(nn.Module):

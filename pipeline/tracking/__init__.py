@@ -7,7 +7,8 @@ creation of a SQLite store's tables in a file lock), and a run without ``--track
 * :class:`MLflowTrainingHandler` / :class:`MLflowEvaluationHandler`: bundle handlers that complete the run MONAI's
   ``MLFlowHandler`` opens (parameters, per-epoch summaries, artifacts, model, registry, test metrics);
 * :func:`log_model_version`, :func:`apply_promotion_rule`, :func:`promote`, :func:`rollback`: the registry;
-* :func:`load_predictor_from_uri`: a Predictor from ``models:/chest-xray-lung-seg@champion``;
+* :func:`fetch_model`: the model file behind ``models:/chest-xray-lung-seg@champion`` (what
+  :meth:`pipeline.inference.Predictor.from_checkpoint` calls for model URIs);
 * :class:`TrackingBuffer` / :class:`BufferedClient` / :func:`check_tracking_uri`: tracking that survives an
   unreachable server (bounded calls, records kept and sent later, :func:`replay_records`).
 """
@@ -21,7 +22,6 @@ from pipeline.tracking.params import datalist_params, describe_training_objects,
 from pipeline.tracking.provenance import file_sha256, git_commit, package_versions, state_weights_sha256, weights_sha256
 from pipeline.tracking.publish import ModelPackage, publish_model, write_package
 from pipeline.tracking.registry import (
-    MODEL_SETTING_KEYS,
     PROMOTION_METRIC,
     PromotionDecision,
     apply_promotion_rule,
@@ -32,9 +32,8 @@ from pipeline.tracking.registry import (
     log_model_version,
     promote,
     rollback,
-    version_settings,
 )
-from pipeline.tracking.serving import load_predictor_from_uri, resolve_model_version
+from pipeline.tracking.serving import FetchedModel, fetch_model, resolve_model_version
 from pipeline.tracking.session import TrackedRun, find_mlflow_handler, tracked_run_of
 from pipeline.tracking.store import (
     default_tracking_uri,
@@ -51,9 +50,9 @@ __all__ = [
     "CHAMPION",
     "DEFAULT_EXPERIMENT_NAME",
     "DEFAULT_MODEL_NAME",
+    "FetchedModel",
     "MLflowEvaluationHandler",
     "MLflowTrainingHandler",
-    "MODEL_SETTING_KEYS",
     "ModelPackage",
     "PROMOTION_METRIC",
     "PromotionDecision",
@@ -69,6 +68,7 @@ __all__ = [
     "default_tracking_uri",
     "describe_training_objects",
     "describe_version",
+    "fetch_model",
     "file_sha256",
     "find_mlflow_handler",
     "find_training_run",
@@ -79,7 +79,6 @@ __all__ = [
     "git_commit",
     "guard_sqlite_schema_creation",
     "list_versions",
-    "load_predictor_from_uri",
     "log_model_version",
     "make_run_name",
     "package_versions",
@@ -95,7 +94,6 @@ __all__ = [
     "trace_network",
     "tracked_run_of",
     "unwrap_network",
-    "version_settings",
     "weights_sha256",
     "write_package",
 ]

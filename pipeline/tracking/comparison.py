@@ -86,7 +86,7 @@ def _mean_dice(predictor: Any, pairs: list[dict[str, str]]) -> float:
         mask = np.asarray(predictor.predict_file(pair["image"]).mask)
         label = np.asarray(read_image(pair["label"]).pixels)
         label = label[..., 0] if label.ndim == 3 else label
-        classes = int(getattr(predictor, "num_classes", 1) or 1)
+        classes = int(predictor.artifact.num_classes)
         if classes <= 1:
             mask, label, classes = (mask > 0).astype(np.int64), (label > 0).astype(np.int64), 2
         else:
@@ -125,7 +125,7 @@ def compare_versions(
         ValueError: no image/mask pairs in ``data``.
     """
     from pipeline.data.pairing import pair_folder
-    from pipeline.tracking.serving import load_predictor_from_uri
+    from pipeline.inference.predictor import Predictor
 
     versions = [str(get_version(client, name, ref).version) for ref in (reference, candidate)]
     pairs = pair_folder(data).pairs
@@ -133,8 +133,8 @@ def compare_versions(
         raise ValueError(f"{data}: no image/mask pairs (expected images/ and masks/ with matching file names).")
     result = VersionComparison(name, versions[0], versions[1], Path(data).name, evaluation_set_hash(pairs), len(pairs))
     for version in versions:
-        predictor = load_predictor_from_uri(f"models:/{name}/{version}", tracking_uri=client.tracking_uri,
-                                            device=device)  # fmt: skip
+        predictor = Predictor.from_checkpoint(f"models:/{name}/{version}", device=device,
+                                              tracking_uri=str(client.tracking_uri))  # fmt: skip
         result.dice[version] = _mean_dice(predictor, pairs)
         prefix = f"compare.{result.set_hash[:12]}."
         for key, value in (("mean_dice", repr(result.dice[version])), ("n_images", str(len(pairs))),

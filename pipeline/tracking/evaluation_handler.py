@@ -173,12 +173,10 @@ def _is_float(value: Any) -> bool:
 
 
 def _checkpoint_temperature(checkpoint: Path) -> float | None:
-    """The ``temperature`` stored beside the weights (temperature scaling fitted by the evaluation), if any."""
-    import torch
+    """The temperature in the model artifact of ``checkpoint`` (fitted by calibration), if the file is readable."""
+    from pipeline.model import ModelFileError, read_artifact
 
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError):
+        return read_artifact(checkpoint).temperature
+    except (OSError, ModelFileError):
         return None
-    value = state.get("temperature") if isinstance(state, dict) and isinstance(state.get("model"), dict) else None
-    return float(value) if value is not None else None

@@ -5,17 +5,21 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
 
-__all__ = ["SETTINGS_FILE", "best_network", "save_torchscript", "trace_network", "unwrap_network"]
+from pipeline.model import ModelArtifact, load_model
 
-#: Name of the JSON file embedded in the TorchScript archive with the preprocessing settings.
-SETTINGS_FILE = "settings.json"
+__all__ = ["ARTIFACT_FILE", "MODEL_FILE", "best_network", "save_torchscript", "trace_network", "unwrap_network"]
+
+#: Name of the JSON file embedded in the TorchScript archive with the model artifact (:mod:`pipeline.model`).
+ARTIFACT_FILE = "artifact.json"
+#: What TorchScript exports before the artifact embedded (preprocessing settings only); still read.
+LEGACY_SETTINGS_FILE = "settings.json"
+#: File name of the model (weights + artifact) inside a logged MLflow model's ``extra_files``.
+MODEL_FILE = "model.pt"
 
 
 def unwrap_network(network: nn.Module) -> nn.Module:
@@ -27,17 +31,16 @@ def unwrap_network(network: nn.Module) -> nn.Module:
         network = inner
 
 
-def best_network(network: nn.Module, checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def best_network(network: nn.Module, checkpoint: str | Path) -> tuple[nn.Module, ModelArtifact]:
     """A CPU copy of ``network`` holding the weights of ``checkpoint``, in eval mode; the training network is untouched.
 
     Returns:
-        ``(network, extras)``: extras are the entries saved beside the weights (e.g. ``temperature``).
+        ``(network, artifact)``: the copy and the model artifact stored with the weights.
     """
-    from pipeline.inference.predictor import load_checkpoint
-
     copy_ = copy.deepcopy(unwrap_network(network)).to("cpu")
-    extras = load_checkpoint(copy_, checkpoint, map_location="cpu")
-    return copy_.eval(), extras
+    artifact, weights = load_model(checkpoint, default=ModelArtifact())
+    copy_.load_state_dict(weights)
+    return copy_.eval(), artifact
 
 
 def trace_network(network: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
@@ -62,14 +65,15 @@ def trace_network(network: nn.Module, example: torch.Tensor) -> torch.jit.Script
     return traced
 
 
-def save_torchscript(module: torch.jit.ScriptModule, path: str | Path, settings: Mapping[str, Any]) -> Path:
-    """Save a TorchScript network with its preprocessing settings embedded as ``settings.json``.
+def save_torchscript(module: torch.jit.ScriptModule, path: str | Path, artifact: ModelArtifact) -> Path:
+    """Save a TorchScript network with its model artifact embedded as ``artifact.json``.
 
-    Read them back with ``extra = {"settings.json": ""}; torch.jit.load(path, _extra_files=extra)``.
+    Read it back with ``extra = {"artifact.json": ""}; torch.jit.load(path, _extra_files=extra)``, then
+    ``ModelArtifact.from_dict(json.loads(extra["artifact.json"]))``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(module, str(path), _extra_files={SETTINGS_FILE: json.dumps(dict(settings), default=str)})
+        torch.jit.save(module, str(path), _extra_files={ARTIFACT_FILE: json.dumps(artifact.to_dict(), default=str)})
     return path

@@ -1,7 +1,7 @@
 """A training's model as a self-contained package folder, and its publication: log, register, apply the rule.
 
-The training handler writes the package when the training ends (the TorchScript network, an input example and a
-JSON description); :func:`publish_model` sends it to MLflow. Splitting the two lets a training whose tracking server
+The training handler writes the package when the training ends (the TorchScript network, an input example, the
+run's own ``model.pt`` with its model artifact, and a JSON description); :func:`publish_model` sends it to MLflow. Splitting the two lets a training whose tracking server
 is down keep the package next to its outputs and publish it later (``xray-seg models replay``), exactly as it
 would have been published at once.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ __all__ = ["ModelPackage", "publish_model", "write_package"]
 
 logger = logging.getLogger(__name__)
 
-_NETWORK, _EXAMPLE, _META = "model.ts", "example.pt", "package.json"
+_NETWORK, _EXAMPLE, _META, _CHECKPOINT = "model.ts", "example.pt", "package.json", "model.pt"
 
 
 @dataclass
@@ -31,7 +32,6 @@ class ModelPackage:
     """What a training publishes besides its records: the description stored beside the network.
 
     Attributes:
-        settings: preprocessing settings stored with the model (its metadata and version tags).
         registered_model_name: register under this name; empty: log the model without registering it.
         version_tags: tags of the new version (metrics, run name, hashes, datalist hash, metric definition).
         description: description of the new version.
@@ -41,7 +41,6 @@ class ModelPackage:
         metric_definition: how the value was measured (metric, image size, classes).
     """
 
-    settings: dict[str, Any] = field(default_factory=dict)
     registered_model_name: str = ""
     version_tags: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -52,10 +51,15 @@ class ModelPackage:
 
 
 def write_package(folder: str | Path, network: torch.jit.ScriptModule, example: torch.Tensor,
-                  package: ModelPackage) -> Path:  # fmt: skip
-    """Write ``network`` (TorchScript), ``example`` and ``package`` into ``folder``; returns the folder."""
+                  checkpoint: str | Path, package: ModelPackage) -> Path:  # fmt: skip
+    """Write ``network`` (TorchScript), ``example``, a copy of ``checkpoint`` and ``package`` into ``folder``.
+
+    Returns:
+        The folder.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, folder / _CHECKPOINT)
     torch.jit.save(network, str(folder / _NETWORK))
     torch.save(example.detach().cpu(), folder / _EXAMPLE)
     (folder / _META).write_text(json.dumps(asdict(package), indent=2, default=str))
@@ -68,11 +72,13 @@ def publish_model(client: MlflowClient, run_id: str, folder: str | Path) -> tupl
     Returns:
         ``(model_uri, version)``; version is None when the package is not to be registered.
     """
+    from pipeline.model import read_artifact
     from pipeline.tracking.registry import apply_promotion_rule, log_model_version
     from pipeline.tracking.session import TrackedRun
 
     folder = Path(folder)
     meta = ModelPackage(**json.loads((folder / _META).read_text()))
+    checkpoint = folder / _CHECKPOINT
     network = torch.jit.load(str(folder / _NETWORK), map_location="cpu")
     example = torch.load(folder / _EXAMPLE, map_location="cpu", weights_only=True)
     run = TrackedRun(client, run_id)
@@ -81,7 +87,8 @@ def publish_model(client: MlflowClient, run_id: str, folder: str | Path) -> tupl
         run,
         network,
         example,
-        meta.settings,
+        read_artifact(checkpoint),
+        checkpoint,
         registered_model_name=meta.registered_model_name if register else None,
         version_tags=meta.version_tags,
         description=meta.description,

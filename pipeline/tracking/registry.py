@@ -21,9 +21,12 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from pipeline.model import ModelArtifact
 
 from pipeline.tracking.naming import CHALLENGER, CHAMPION
 from pipeline.tracking.params import to_param_value
@@ -38,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPARABILITY_TAGS",
     "HISTORY_TAG",
-    "MODEL_SETTING_KEYS",
     "PROMOTION_METRIC",
     "PromotionDecision",
     "apply_promotion_rule",
@@ -49,15 +51,9 @@ __all__ = [
     "log_model_version",
     "promote",
     "rollback",
-    "version_settings",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Settings stored with every model version so a Predictor can be rebuilt without the bundle.
-MODEL_SETTING_KEYS = (
-    "image_size", "intensity", "num_classes", "threshold", "network_name", "network_kwargs", "temperature",
-)  # fmt: skip
 
 #: Metric the champion/challenger rule compares (the bundle's key validation metric).
 PROMOTION_METRIC = "val_mean_dice"
@@ -132,24 +128,27 @@ def log_model_version(
     run: TrackedRun,
     network: torch.jit.ScriptModule,
     example: torch.Tensor,
-    settings: Mapping[str, Any],
+    artifact: ModelArtifact,
+    checkpoint: str | Path,
     registered_model_name: str | None = None,
     version_tags: Mapping[str, Any] | None = None,
     description: str = "",
 ) -> tuple[str, str | None]:
-    """Log a TorchScript network as the run's MLflow model and, optionally, register it as a new version.
+    """Log the trained model as the run's MLflow model and, optionally, register it as a new version.
 
-    The model is saved with ``mlflow.pytorch.log_model`` in the ``pickle`` format, which for a TorchScript module
-    is ``torch.jit.save``: it loads with ``mlflow.pytorch.load_model`` (or ``torch.jit.load`` on
-    ``data/model.pth``) in a process that has neither this project nor MONAI. The signature is inferred from
-    ``example`` and its output, ``example`` is the input example, and ``settings`` become the model's metadata
-    (and, when registered, tags of the version).
+    The MLflow model holds the TorchScript network (``mlflow.pytorch.log_model`` in the ``pickle`` format, which for
+    a TorchScript module is ``torch.jit.save``: it loads with ``mlflow.pytorch.load_model`` in a process that has
+    neither this project nor MONAI) and, in ``extra_files/``, the training's ``model.pt`` (weights + model
+    artifact), from which :meth:`pipeline.inference.Predictor.from_checkpoint` rebuilds the Predictor. The
+    signature is inferred from ``example``; the artifact's summary becomes the model's metadata and, when
+    registered, tags of the version (for browsing; the file is what inference reads).
 
     Args:
         run: the training run.
         network: the traced network (CPU).
         example: a preprocessed input batch ``(1, 1, S, S)``.
-        settings: preprocessing settings (:data:`MODEL_SETTING_KEYS`).
+        artifact: the model artifact stored in ``checkpoint``.
+        checkpoint: the ``model.pt`` this run wrote.
         registered_model_name: register under this name; None logs the model without registering it.
         version_tags: extra tags for the version (metrics, run name, ...).
         description: description of the version.
@@ -165,7 +164,7 @@ def log_model_version(
     with torch.no_grad():
         output = network(example)
     signature = infer_signature(example.numpy(), output.numpy())
-    metadata = {k: settings[k] for k in MODEL_SETTING_KEYS if k in settings}
+    metadata = {k: to_param_value(v) for k, v in artifact.summary().items()}
     metadata.update(format="torchscript", input="(B, 1, S, S) float32, bundle preprocessing", output="logits")
     with fluent_tracking(run.tracking_uri), mlflow.start_run(run_id=run.run_id), _quiet_torchscript_pickle_notes():
         info = mlflow.pytorch.log_model(
@@ -177,11 +176,12 @@ def log_model_version(
             serialization_format="pickle",  # a ScriptModule is written with torch.jit.save (pt2 refuses it)
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             metadata=metadata,
+            extra_files=[str(checkpoint)],
         )
     version = str(info.registered_model_version) if info.registered_model_version is not None else None
     if registered_model_name and version:
         client = run.client
-        tags = {**{k: to_param_value(v) for k, v in metadata.items()}, **(version_tags or {})}
+        tags = {**metadata, **(version_tags or {})}
         for key, value in tags.items():
             client.set_model_version_tag(registered_model_name, version, key, to_param_value(value))
         if description:
@@ -394,17 +394,6 @@ def rollback(name: str, to_version: str | int | None = None, client: MlflowClien
         client.set_model_version_tag(name, current_version, "rolled_back", _now())
     logger.info("%s: champion rolled back from v%s to v%s", name, current_version, target)
     return target
-
-
-def version_settings(version: ModelVersion) -> dict[str, Any]:
-    """The preprocessing settings stored on a version's tags, with their types restored."""
-    casts: dict[str, Any] = {"image_size": int, "num_classes": int, "threshold": float, "temperature": float,
-                             "network_kwargs": json.loads}
-    out: dict[str, Any] = {}
-    for key in MODEL_SETTING_KEYS:
-        if key in version.tags:
-            out[key] = casts.get(key, str)(version.tags[key])
-    return out
 
 
 def describe_version(version: ModelVersion) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from pipeline.tracking.provenance import (
     weights_sha256,
 )
 from pipeline.tracking.publish import ModelPackage, write_package
-from pipeline.tracking.registry import MODEL_SETTING_KEYS
 from pipeline.tracking.session import TrackedRun, detach_handler, find_handler, find_mlflow_handler, join_run, open_run
 from pipeline.tracking.store import guard_sqlite_schema_creation
 
@@ -74,8 +73,8 @@ class MLflowTrainingHandler:
         validator: the validation evaluator (its ``best_metric`` / ``best_metric_epoch`` drive the registry).
         network: the trained network (possibly DDP-wrapped); a copy receives the best checkpoint.
         checkpoint: path of the best checkpoint written by ``CheckpointSaver`` (``<ckpt_dir>/model.pt``).
-        params: settings to record (nested mappings named ``augment`` are expanded); the keys in
-            :data:`~pipeline.tracking.registry.MODEL_SETTING_KEYS` are also stored with the model.
+        params: settings to record (nested mappings named ``augment`` are expanded); the model's own settings
+            travel in its artifact (:mod:`pipeline.model`), logged with it.
         datalist: the bundle's datalist (splits and ``hash``); logged as ``datalist.json``.
         loss: the loss object (its class is recorded).
         optimizer: the optimiser (class, hyper-parameters; its first group's learning rate per epoch).
@@ -377,13 +376,10 @@ class MLflowTrainingHandler:
                 return
             sha, weights = file_sha256(ckpt), weights_sha256(ckpt)
             run.log_artifact(ckpt, "checkpoint")
-            network, extras = best_network(self.network, ckpt)
-            settings = {k: self.params[k] for k in MODEL_SETTING_KEYS if k in self.params}
-            settings["temperature"] = float(extras.get("temperature", 1.0))
-            image_size = int(settings.get("image_size", 256))
-            example = self._example(image_size)
+            network, artifact = best_network(self.network, ckpt)
+            example = self._example(artifact.image_size)
             traced = trace_network(network, example)
-            run.log_artifact(save_torchscript(traced, os.path.join(tmp, "model.ts"), settings), "torchscript")
+            run.log_artifact(save_torchscript(traced, os.path.join(tmp, "model.ts"), artifact), "torchscript")
             run_name = run.client.get_run(run.run_id).info.run_name
             datalist_hash = str((self.datalist or {}).get("hash", ""))
             tags: dict[str, Any] = {"checkpoint_sha256": sha, "weights_sha256": weights, "run_name": run_name,
@@ -396,12 +392,10 @@ class MLflowTrainingHandler:
             if self.register_model and best is None:
                 logger.warning("no validation metric recorded: the model is logged but not registered")
             description = (
-                f"{settings.get('network_name', type(network).__name__)} trained on "
-                f"{self.params.get('dataset_name', '?')} (run {run_name})"
+                f"{artifact.network_name} trained on {self.params.get('dataset_name', '?')} (run {run_name})"
                 + (f": {self.key_metric} {best[0]:.4f} at epoch {best[1]}" if best is not None else "")
             )
             package = ModelPackage(
-                settings=settings,
                 registered_model_name=self.registered_model_name if register else "",
                 version_tags=tags,
                 description=description,
@@ -410,7 +404,7 @@ class MLflowTrainingHandler:
                 datalist_hash=datalist_hash,
                 metric_definition=self._metric_definition(),
             )
-            folder = write_package(Path(tmp) / "model-package", traced, example, package)
+            folder = write_package(Path(tmp) / "model-package", traced, example, ckpt, package)
             self.buffer.submit({"op": "publish_model", "run_id": run.run_id, "package": str(folder)})
         self.model_version = self._registered_version()
 

@@ -75,11 +75,11 @@ def test_evaluate_writes_per_image_dice(trained):
     # temperature fitted on the validation split and stored with the checkpoint
     import json
 
-    import torch
+    from pipeline.model import read_artifact
 
-    stored = torch.load(tmp / "models" / "model.pt", weights_only=True)
+    stored = read_artifact(tmp / "models" / "model.pt")
     fitted = json.loads((tmp / "models" / "temperature.json").read_text())
-    assert stored["temperature"] == pytest.approx(fitted["temperature"]) and fitted["temperature"] > 0
+    assert stored.temperature == pytest.approx(fitted["temperature"]) and fitted["temperature"] > 0
     # the full report compares post-processing variants
     report = tmp / "eval" / "evaluation" / "report"
     variants = list(csv.DictReader(open(report / "comparison.csv")))
@@ -142,14 +142,15 @@ def test_evaluation_and_inference_run_the_model_as_it_was_trained(trained, tmp_p
     """model.pt carries its image size and network: evaluate / inference / Predictor need no repeat of them."""
     import torch
 
-    from pipeline.engines import stored_settings
     from pipeline.inference import Predictor
+    from pipeline.model import ARTIFACT_KEY, read_artifact
 
     tmp, _ = trained
-    stored = stored_settings(tmp / "models" / "model.pt")
-    assert stored["image_size"] == 32 and stored["network_kwargs"] == TINY_BASIC_UNET
-    assert stored["network_name"] == "basic_unet" and stored["num_classes"] == 1
-    assert "temperature" in torch.load(tmp / "models" / "model.pt", weights_only=True)  # kept beside the evaluation's T
+    stored = read_artifact(tmp / "models" / "model.pt")
+    assert stored.image_size == 32 and stored.network_kwargs == TINY_BASIC_UNET
+    assert stored.network_name == "basic_unet" and stored.num_classes == 1 and stored.class_names == ["lung"]
+    assert stored.provenance["dataset_name"] and len(stored.provenance["datalist_hash"]) > 0
+    assert ARTIFACT_KEY in torch.load(tmp / "models" / "model.pt", weights_only=True)
     inp = tmp_path / "in"
     inp.mkdir()
     (inp / "a.png").write_bytes((sample_dir / "images" / "JPCLN008.png").read_bytes())
@@ -185,17 +186,17 @@ def test_cpu_machines_get_the_laptop_defaults():
 
 
 def test_a_stored_network_needs_no_override(tmp_path):
-    """An XNet checkpoint (with its settings) loads through the lung bundle without --network_name / image_size."""
+    """An XNet checkpoint in the bundle-0.2 format ({model, settings}) still loads, without any override."""
     import torch
 
-    from pipeline.engines import ModelSettings
     from pipeline.inference import Predictor
     from pipeline.networks import XNet, get_network
 
     kwargs = {"features": [4, 8, 8, 16], "norm": "instance"}
     net = get_network("xnet", spatial_dims=2, in_channels=1, out_channels=1, **kwargs)
-    settings = ModelSettings(image_size=48, network_name="xnet", network_kwargs=kwargs)
-    torch.save({"model": net.state_dict(), "settings": settings.state_dict()}, tmp_path / "model.pt")
+    settings = {"image_size": 48, "intensity": "minmax", "num_classes": 1, "threshold": 0.5, "network_name": "xnet",
+                "network_kwargs": kwargs}
+    torch.save({"model": net.state_dict(), "settings": settings}, tmp_path / "model.pt")
     predictor = Predictor.from_bundle(LUNG_BUNDLE, checkpoint=tmp_path / "model.pt", device="cpu", amp=False)
     assert isinstance(predictor.network, XNet) and predictor.image_size == 48
     assert predictor.model_name == "xnet"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow_helpers import MODEL_NAME, make_dataset, train
 
-from pipeline.tracking import load_predictor_from_uri
+from pipeline.inference import load_predictor
 
 STARTUP_TIMEOUT_S = 240  # a cold server imports MLflow's whole app; slow on a loaded 2-core machine
 
@@ -87,5 +87,5 @@ def test_training_against_a_server(mlflow_server, tmp_path, monkeypatch):
     assert any((tmp_path / "artifacts").rglob("model.pt"))  # uploaded through the server's artifact proxy
 
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == training["version"] == "1"
-    predictor = load_predictor_from_uri(f"models:/{MODEL_NAME}@champion", tracking_uri=mlflow_server, device="cpu")
+    predictor = load_predictor(f"models:/{MODEL_NAME}@champion", tracking_uri=mlflow_server, device="cpu")
     assert predictor.model_version == "1" and predictor.image_size == 32

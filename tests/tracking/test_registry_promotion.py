@@ -16,7 +16,6 @@ from mlflow_helpers import BUNDLE, FAST, MODEL_NAME, REPO, run_bundle
 from pipeline.cli import main as xray_seg
 from pipeline.inference import Predictor, load_predictor
 from pipeline.io import read_image
-from pipeline.tracking import load_predictor_from_uri
 
 SAMPLE_IMAGES = sorted((REPO / "pipeline" / "data" / "sample" / "jsrt30" / "images").glob("*.png"))[:4]
 
@@ -52,10 +51,8 @@ def test_version_stores_preprocessing_settings(client):
 
 def test_champion_gives_the_checkpoint_masks(store):
     from_registry = load_predictor(f"models:/{MODEL_NAME}@champion", tracking_uri=store.uri, device="cpu")
-    from_checkpoint = Predictor.from_bundle(
-        BUNDLE,
-        checkpoint=store.good["checkpoint"],
-        overrides={"image_size": 32, "network_kwargs": FAST["network_kwargs"]},
+    from_checkpoint = Predictor.from_checkpoint(
+        store.good["checkpoint"],
         device="cpu",
         temperature=from_registry.temperature,  # 1, or the one a tracked evaluation fitted (masks do not depend on it)
     )
@@ -78,8 +75,7 @@ def test_bundle_inference_config_takes_a_model_uri(store, tmp_path, monkeypatch)
     out = tmp_path / "out"
     run_bundle("inferring", ["train.yaml", "inference.yaml"], None, model=f"models:/{MODEL_NAME}@champion",
                input_dir=str(inputs), output_dir=f"$'{out}'", dataset_dir=str(store.root / "jsrt12"))
-    reference = Predictor.from_bundle(BUNDLE, checkpoint=store.good["checkpoint"], device="cpu",
-                                      overrides={"image_size": 32, "network_kwargs": FAST["network_kwargs"]})
+    reference = Predictor.from_checkpoint(store.good["checkpoint"], device="cpu")
     for path in SAMPLE_IMAGES[:2]:
         written = read_image(out / f"{path.stem}_mask.png").pixels > 0
         np.testing.assert_array_equal(written, reference.predict_file(path).mask.astype(bool))
@@ -88,8 +84,8 @@ def test_bundle_inference_config_takes_a_model_uri(store, tmp_path, monkeypatch)
 def test_registered_model_loads_without_project_code(store, tmp_path):
     """A fresh interpreter that cannot import ``pipeline`` (nor MONAI) loads and runs the champion."""
     x = torch.linspace(-1, 1, 2 * 32 * 32).reshape(2, 1, 32, 32)
-    expected = load_predictor_from_uri(f"models:/{MODEL_NAME}/1", tracking_uri=store.uri, device="cpu",
-                                       amp=False).network(x)  # eager fp32, as the plain load below runs it
+    expected = load_predictor(f"models:/{MODEL_NAME}/1", tracking_uri=store.uri, device="cpu",
+                              amp=False).network(x)  # eager fp32, as the plain load below runs it
     np.save(tmp_path / "x.npy", x.numpy())
     np.save(tmp_path / "y.npy", expected.detach().numpy())
     script = textwrap.dedent(f"""

@@ -10,7 +10,9 @@ import torch
 from mlflow_helpers import BUNDLE, FAST, MODEL_NAME, run_bundle
 from ignite.engine import Engine
 
-from pipeline.tracking import MLflowTrainingHandler, load_predictor_from_uri
+from pipeline.inference import load_predictor
+from pipeline.model import read_artifact
+from pipeline.tracking import MLflowTrainingHandler
 
 EXPECTED_PARAMS = [
     "network_name", "network_kwargs", "network_class", "network_parameters", "num_classes", "loss", "optimizer",
@@ -74,10 +76,13 @@ def test_run_records_artifacts(store, client, tmp_path):
     assert [a.path for a in client.list_artifacts(run_id, "checkpoint")] == ["checkpoint/model.pt"]
     assert [a.path for a in client.list_artifacts(run_id, "torchscript")] == ["torchscript/model.ts"]
     path = client.download_artifacts(run_id, "torchscript/model.ts", str(tmp_path))
-    extra = {"settings.json": ""}
+    extra = {"artifact.json": ""}
     scripted = torch.jit.load(path, _extra_files=extra)
-    settings = json.loads(extra["settings.json"])
-    assert settings["image_size"] == 32 and settings["network_name"] == "basic_unet"
+    artifact = json.loads(extra["artifact.json"])  # the whole model artifact travels inside the TorchScript file
+    assert artifact["image_size"] == 32 and artifact["network_name"] == "basic_unet"
+    (tmp_path / "ckpt").mkdir()
+    logged = client.download_artifacts(run_id, "checkpoint/model.pt", str(tmp_path / "ckpt"))
+    assert artifact == read_artifact(logged).to_dict()
     assert scripted(torch.zeros(2, 1, 32, 32)).shape == (2, 1, 32, 32)
     datalist = json.loads(open(client.download_artifacts(run_id, "datalist.json", str(tmp_path))).read())
     assert len(datalist["training"]) == 8
@@ -111,9 +116,9 @@ def test_evaluation_is_nested_under_the_training_run(store, client):
     assert abs(float(version.tags["test_mean_dice"]) - evaluation.data.metrics["test_mean_dice"]) < 1e-5
 
     # the temperature fitted into the checkpoint now travels with the registered version
-    fitted = torch.load(models / "model.pt", weights_only=True)["temperature"]
+    fitted = read_artifact(models / "model.pt").temperature
     assert float(version.tags["temperature"]) == pytest.approx(fitted)
-    served = load_predictor_from_uri(f"models:/{MODEL_NAME}/{good['version']}", tracking_uri=store.uri, device="cpu")
+    served = load_predictor(f"models:/{MODEL_NAME}/{good['version']}", tracking_uri=store.uri, device="cpu")
     assert served.temperature == pytest.approx(fitted)
 
 
