@@ -27,6 +27,7 @@ __all__ = [
     "detach_handler",
     "find_handler",
     "find_mlflow_handler",
+    "get_or_create_experiment",
     "join_run",
     "open_run",
     "tracked_run_of",
@@ -80,13 +81,41 @@ def open_run(handler: MLFlowHandler, client: Any, run_name: str | None = None) -
         The created run (also ``handler.cur_run``).
     """
     handler.client = client
-    handler._set_experiment()  # MONAI's get-or-create of the experiment, with its retry on a concurrent creation
+    handler.experiment = get_or_create_experiment(client, handler.experiment_name, handler.artifact_location)
     name = run_name or handler.run_name or f"run_{time.strftime('%Y%m%d_%H%M%S')}"
     run = client.create_run(experiment_id=handler.experiment.experiment_id, run_name=name)
     if hasattr(client, "remember"):
         client.remember(run)
     handler.cur_run = run
     return run
+
+
+def get_or_create_experiment(client: Any, name: str, artifact_location: str | None = None) -> Any:
+    """The active experiment ``name``, created if needed; safe when another process creates it at the same moment.
+
+    MONAI's handler retries only on a server's ``RESOURCE_ALREADY_EXISTS`` message; a SQLite store reports the race
+    as an ``IntegrityError``. Either way the experiment exists afterwards: read it again.
+
+    Raises:
+        ValueError: the experiment exists but was deleted (restore it or choose another name).
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(5):
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                client.create_experiment(name, artifact_location=artifact_location)
+            except MlflowException as err:
+                if "already exists" not in str(err) and err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                time.sleep(0.2 * (attempt + 1))  # another process created it: read it back
+            continue
+        if experiment.lifecycle_stage != "active":
+            raise ValueError(f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore) or "
+                             "choose another --experiment_name.")  # fmt: skip
+        return experiment
+    raise RuntimeError(f"MLflow experiment {name!r} could not be created or read in {client.tracking_uri}")
 
 
 def join_run(handler: MLFlowHandler, owner: MLFlowHandler) -> None:
