@@ -128,4 +128,5 @@ def test_compare_two_versions_on_a_named_set(store, client, capsys):
     finally:  # leave the shared store as the other tests expect it
         promote(name, before["champion"], reason="restore", client=client)
         client.set_registered_model_tag(name, "champion_history", history)
-        client.set_registered_model_alias(name, "challenger", before["challenger"])
+        if "challenger" in before:
+            client.set_registered_model_alias(name, "challenger", before["challenger"])
