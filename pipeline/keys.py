@@ -16,6 +16,7 @@ class Keys(str, Enum):
     IMAGE = "image"
     LABEL = "label"
     PRED = "pred"
+    PROB = "prob"  # probabilities before discretisation, kept beside ``pred`` for AUC and calibration
     LOSS = "loss"
 
     def __str__(self) -> str:  # so f-strings and MONAI key lookups see the plain value

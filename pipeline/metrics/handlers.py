@@ -30,7 +30,7 @@ from pipeline.metrics.surface import HD_PERCENTILE
 
 __all__ = ["PROB_KEY", "validation_metrics"]
 
-PROB_KEY: str = "prob"
+PROB_KEY: str = Keys.PROB.value
 """Key under which post-processing keeps the probabilities for calibration metrics."""
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from monai.transforms import Activationsd, AsDiscreted, Compose, CopyItemsd
 
 from pipeline.keys import Keys
-from pipeline.metrics.handlers import PROB_KEY
 from pipeline.postprocessing.cleanup import LungCleanupd
 from pipeline.postprocessing.temperature import ApplyTemperatured
 from pipeline.postprocessing.thresholds import ClassThresholdd
@@ -26,7 +25,7 @@ def postprocessing_transforms(
     label_to_onehot: bool = True,
     pred_key: str = str(Keys.PRED),
     label_key: str = str(Keys.LABEL),
-    prob_key: str = PROB_KEY,
+    prob_key: str = Keys.PROB.value,
 ) -> Compose:
     """Build ``logits -> [temperature] -> probabilities -> [copy to prob] -> thresholds -> [cleanup]`` (+ label).
 

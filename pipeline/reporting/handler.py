@@ -13,7 +13,6 @@ import torch
 from ignite.engine import Engine, Events
 
 from pipeline.keys import Keys
-from pipeline.metrics.handlers import PROB_KEY
 from pipeline.metrics.utils import as_numpy
 from pipeline.reporting.case import EvaluationCase, ReportVariant
 from pipeline.reporting.report import ReportResult, write_evaluation_report
@@ -50,7 +49,7 @@ def case_from_output(
     fallback_id: str,
     image_key: str = str(Keys.IMAGE),
     label_key: str = str(Keys.LABEL),
-    prob_key: str = PROB_KEY,
+    prob_key: str = Keys.PROB.value,
 ) -> EvaluationCase:
     """Build an :class:`EvaluationCase` from one decollated evaluator item.
 
@@ -124,7 +123,7 @@ class EvaluationReportHandler:
         variants: Sequence[ReportVariant | Mapping[str, Any]] | None = None,
         image_key: str = str(Keys.IMAGE),
         label_key: str = str(Keys.LABEL),
-        prob_key: str = PROB_KEY,
+        prob_key: str = Keys.PROB.value,
         report_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)

@@ -52,7 +52,7 @@ class MLflowEvaluationHandler:
       child run (``mlflow.parentRunId``), tagged ``training_run_id``;
     * logs the metrics as ``test_*`` (``val_mean_dice`` -> ``test_mean_dice``) in the evaluation run **and** in
       the training run, and as tags on the model versions registered from that training run, together with the
-      ``temperature`` fitted into the checkpoint (if any), which Predictors built from the registry then apply;
+      ``evaluation.temperature`` fitted into the checkpoint (if any), for information: a version is immutable;
     * uploads the report folder (CSV, JSON, figures) under ``evaluation/`` in both runs;
     * ends the evaluation run (MONAI's validator settings leave it open).
 
@@ -155,7 +155,8 @@ class MLflowEvaluationHandler:
         tags = {k: repr(float(v)) for k, v in metrics.items() if _is_float(v)}
         temperature = _checkpoint_temperature(self.checkpoint)
         if temperature is not None:
-            tags["temperature"] = repr(temperature)  # Predictors built from the registry apply it
+            # for information: a registered version is immutable, so it keeps serving the artifact it was logged with
+            tags["evaluation.temperature"] = repr(temperature)
         try:
             for version in versions:
                 for key, value in tags.items():

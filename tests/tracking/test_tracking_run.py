@@ -88,7 +88,7 @@ def test_run_records_artifacts(store, client, tmp_path):
     assert len(datalist["training"]) == 8
 
 
-def test_evaluation_is_nested_under_the_training_run(store, client):
+def test_evaluation_is_nested_under_the_training_run(store, client, tmp_path):
     good = store.good
     models = store.root / "evaluated_models"  # a copy: the evaluation writes the fitted temperature into it
     models.mkdir()
@@ -115,11 +115,13 @@ def test_evaluation_is_nested_under_the_training_run(store, client):
     version = client.get_model_version(MODEL_NAME, good["version"])
     assert abs(float(version.tags["test_mean_dice"]) - evaluation.data.metrics["test_mean_dice"]) < 1e-5
 
-    # the temperature fitted into the checkpoint now travels with the registered version
+    # the temperature the evaluation fitted is recorded on the version; the version itself is immutable and serves
+    # exactly the model file (artifact included) its training run logged
     fitted = read_artifact(models / "model.pt").temperature
-    assert float(version.tags["temperature"]) == pytest.approx(fitted)
+    assert float(version.tags["evaluation.temperature"]) == pytest.approx(fitted)
     served = load_predictor(f"models:/{MODEL_NAME}/{good['version']}", tracking_uri=store.uri, device="cpu")
-    assert served.temperature == pytest.approx(fitted)
+    logged = client.download_artifacts(good["run_id"], "checkpoint/model.pt", str(tmp_path))
+    assert served.artifact == read_artifact(logged)
 
 
 def test_handler_is_inert_without_tracking(tmp_path):
