@@ -225,7 +225,8 @@ def scenario_concurrent(code: Path, folder: Path, precreate: bool = False, run_n
     rates = ("0.01", "0.002")
     trainings = [
         subprocess.Popen([sys.executable, "-c", DRIVER, str(data), lr, str(folder / f"written{i}.txt"),
-                          repr({**FAST_DICT, **({"run_name": run_name} if run_name else {})})], cwd=bundle, env=env, stdout=open(folder / f"train{i}.log", "w"),
+                          repr({**FAST_DICT, **({"run_name": run_name} if run_name else {})})],
+                         cwd=bundle, env=env, stdout=open(folder / f"train{i}.log", "w"),
                          stderr=subprocess.STDOUT)  # fmt: skip
         for i, lr in enumerate(rates)
     ]

@@ -60,7 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL_NAME)
     p.add_argument("--to", dest="to_version", default=None, help="version to roll back to (default: previous champion)")
 
-    p = actions.add_parser("compare", help="evaluate two versions on one folder of images and masks; promote the better")
+    p = actions.add_parser(
+        "compare", help="evaluate two versions on one folder of images and masks; promote the better one"
+    )
     p.add_argument("name")
     p.add_argument("reference", help="version number or @alias compared against (e.g. @champion)")
     p.add_argument("candidate", help="version number or @alias that may replace it")

@@ -320,7 +320,7 @@ class BufferedClient:
         self._buffer.submit({"op": "set_terminated", "run_id": run_id, "status": status or "FINISHED",
                              "end_time": stamp})  # fmt: skip
 
-    # ---- reads that must not fail during an outage --------------------------------------------------------------------
+    # ---- reads that must not fail during an outage ---------------------------------------------------------------
     def get_run(self, run_id: str) -> Any:
         """The run; its last good copy while the store is unreachable."""
         try:

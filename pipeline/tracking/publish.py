@@ -1,9 +1,9 @@
 """A training's model as a self-contained package folder, and its publication: log, register, apply the rule.
 
 The training handler writes the package when the training ends (the TorchScript network, an input example, the
-run's own ``model.pt`` with its model artifact, and a JSON description); :func:`publish_model` sends it to MLflow. Splitting the two lets a training whose tracking server
-is down keep the package next to its outputs and publish it later (``xray-seg models replay``), exactly as it
-would have been published at once.
+run's own ``model.pt`` with its model artifact, and a JSON description); :func:`publish_model` sends it to MLflow.
+Splitting the two lets a training whose tracking server is down keep the package next to its outputs and publish it
+later (``xray-seg models replay``), exactly as it would have been published at once.
 """
 
 from __future__ import annotations

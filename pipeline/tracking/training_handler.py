@@ -132,7 +132,9 @@ class MLflowTrainingHandler:
         self.connect_timeout = float(connect_timeout)
         self.if_unreachable = (if_unreachable or os.environ.get(UNREACHABLE_ENV) or "fail").strip().lower()
         if self.if_unreachable not in ("fail", "skip"):
-            raise ValueError(f"if_unreachable / ${UNREACHABLE_ENV} must be 'fail' or 'skip', got {self.if_unreachable!r}")
+            raise ValueError(
+                f"if_unreachable / ${UNREACHABLE_ENV} must be 'fail' or 'skip', got {self.if_unreachable!r}"
+            )
         self.retry_interval = float(retry_interval)
         self.drain_timeout = float(drain_timeout)
         self.pending_dir = Path(pending_dir) if pending_dir else None

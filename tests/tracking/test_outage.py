@@ -130,7 +130,7 @@ def test_interrupted_or_failed_training_ends_its_run(tmp_path, empty_store_db, m
 
 
 def test_kept_records_are_saved_and_replayed_later(tmp_path, empty_store_db, monkeypatch, capsys):
-    """Records kept while the server is down survive the process (a folder) and ``xray-seg models replay`` sends them."""
+    """Records kept while the server is down survive the process (a folder); ``xray-seg models replay`` sends them."""
     import shutil
 
     from mlflow import MlflowClient
