@@ -11,7 +11,7 @@ import textwrap
 import torch
 from mlflow_helpers import BUNDLE, FAST, MODEL_NAME, REPO, make_dataset
 
-from pipeline.tracking import weights_sha256
+from pipeline.tracking import fetch_model, weights_sha256
 
 # Runs the bundle as `python -m monai.bundle run training --tracking mlflow` does, and appends the weights hash of
 # every checkpoint its CheckpointSaver writes (a new best) to a file: the test's own record of what it wrote.
@@ -67,12 +67,15 @@ def test_two_trainings_at_once_in_one_bundle_folder(tmp_path):
     for version in versions:
         run = client.get_run(version.run_id)
         written = rates[run.data.params["learning_rate"]].read_text().split()
-        logged = client.download_artifacts(run.info.run_id, "checkpoint/model.pt", str(tmp_path / version.version))
-        assert weights_sha256(logged) == written[-1], f"version {version.version} holds another run's weights"
-        served = torch.jit.load(
-            client.download_artifacts(run.info.run_id, "torchscript/model.ts", str(tmp_path / f"ts{version.version}"))
+        number = str(version.version)
+        logged = client.download_artifacts(run.info.run_id, "checkpoint/model.pt", str(tmp_path / number))
+        assert weights_sha256(logged) == written[-1], f"run of version {number} logged another run's weights"
+        served = fetch_model(f"models:/{MODEL_NAME}/{number}", tracking_uri=client.tracking_uri).path
+        assert weights_sha256(served) == written[-1], f"version {number} serves another run's weights"
+        traced = torch.jit.load(
+            client.download_artifacts(run.info.run_id, "torchscript/model.ts", str(tmp_path / f"ts{number}"))
         ).state_dict()
         state = torch.load(logged, map_location="cpu", weights_only=True)
         state = state.get("model", state)
-        assert all(torch.equal(served[k], state[k]) for k in state if k in served)
+        assert all(torch.equal(traced[k], state[k]) for k in state if k in traced)
     assert len({rates[client.get_run(v.run_id).data.params["learning_rate"]] for v in versions}) == 2
