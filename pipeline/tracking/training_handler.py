@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -337,17 +338,24 @@ class MLflowTrainingHandler:
         self._own_epoch = epoch
 
     def _own_checkpoint_file(self, folder: Path) -> Path | None:
-        """The checkpoint this run wrote: ``checkpoint`` if it still holds this run's weights, else a copy in
-        ``folder`` written from memory (another training in the same folder has overwritten the file)."""
+        """A private copy, in ``folder``, of the checkpoint this run wrote; everything logged is read from it.
+
+        ``checkpoint`` is copied once and kept only if the copy holds this run's weights; otherwise (another
+        training in the same folder has overwritten the file) the copy is written from memory. Reading the shared
+        file only once means a later overwrite cannot change what is logged and registered.
+        """
         ckpt = self.checkpoint
+        own = folder / "checkpoint" / (ckpt.name if ckpt is not None else "model.pt")
+        own.parent.mkdir(parents=True, exist_ok=True)
         if self.own_checkpoint is None:  # no CheckpointSaver found: trust the file if this run wrote it
             if ckpt is None or not ckpt.is_file() or ckpt.stat().st_mtime < self._started_at - 1:
                 return None
-            return ckpt
-        if ckpt is not None and ckpt.is_file() and weights_sha256(ckpt) == self.own_weights_sha256:
-            return ckpt
-        own = folder / "checkpoint" / (ckpt.name if ckpt is not None else "model.pt")
-        own.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ckpt, own)
+            return own
+        if ckpt is not None and ckpt.is_file():
+            shutil.copyfile(ckpt, own)
+            if weights_sha256(own) == self.own_weights_sha256:
+                return own
         torch.save(self.own_checkpoint, own)
         logger.warning(
             "%s no longer holds this run's weights (another training wrote it); logging and registering this run's "
