@@ -53,6 +53,7 @@ class TrackingBuffer:
     Attributes:
         pending: records not yet sent, oldest first (JSON-able dicts).
         failures: how many sends failed because the store was unreachable.
+        blocked_seconds: time the caller spent waiting on the unreachable store (failed sends and probes).
     """
 
     def __init__(self, client: MlflowClient, retry_interval: float = 15.0, stage_dir: str | Path | None = None):
@@ -61,6 +62,7 @@ class TrackingBuffer:
         self._stage_dir = Path(stage_dir) if stage_dir else None
         self.pending: list[dict[str, Any]] = []
         self.failures = 0
+        self.blocked_seconds = 0.0
         self.online = True
         self._next_probe = 0.0
         self._lock = threading.RLock()
@@ -82,12 +84,14 @@ class TrackingBuffer:
             raise ValueError(f"unknown tracking record {record['op']!r}; expected one of {_OPS}")
         with self._lock:
             if self.online and not self.pending:
+                started = time.monotonic()
                 try:
                     self._send(record)
                     return
                 except Exception as err:
                     if not is_transport_error(err):
                         raise
+                    self.blocked_seconds += time.monotonic() - started
                     self._went_offline(err)
             self.pending.append(self._stage(record))
             if time.monotonic() >= self._next_probe:
@@ -98,7 +102,9 @@ class TrackingBuffer:
         with self._lock:
             if not self.pending:
                 return True
+            started = time.monotonic()
             if is_remote(self.tracking_uri) and not server_answers(self.tracking_uri):
+                self.blocked_seconds += time.monotonic() - started
                 self._next_probe = time.monotonic() + self.retry_interval
                 return False
             sent = 0
@@ -113,6 +119,7 @@ class TrackingBuffer:
                     self.pending.pop(0)
                     sent += 1
             except Exception as err:
+                self.blocked_seconds += time.monotonic() - started
                 self._went_offline(err)
                 return False
             finally:

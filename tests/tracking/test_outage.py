@@ -59,11 +59,12 @@ def test_server_killed_mid_training_and_restarted(server, tmp_path):
     version = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert version.run_id == run.info.run_id
     assert run.data.tags["registered_model"] == f"{MODEL_NAME}/{version.version}"
-    # records were kept, not waited for: one failed call (~3 s) per probe interval at most, where MLflow's defaults
-    # block ~4 min on the first call (main: the training died after 4 min). Generous for a loaded 2-core machine.
+    # records were kept, not waited for: one failed call (~3 s) and short probes, where MLflow's defaults block ~4 min
+    # on the first call (main: the training died 250 s after the kill). Timed inside the buffer: the wall time of the
+    # epochs themselves depends on the machine's load.
     seconds = times["completed"] - times["killed"]
     assert handler.buffer.failures <= 2 + seconds / handler.retry_interval, (handler.buffer.failures, seconds)
-    assert seconds < 200, times
+    assert handler.buffer.blocked_seconds < 60, (handler.buffer.blocked_seconds, seconds)
 
 
 def test_closed_port_fails_fast_with_the_fix(tmp_path, monkeypatch):
