@@ -26,12 +26,15 @@ without an extension, PNG and JPEG) and write, per image, named after its SOPIns
   OUT/masks/<uid>.png      0/255 mask at the original size        (and <uid>.nii.gz with --outputs ...,nifti)
   OUT/overlays/<uid>.png   image + translucent mask for quick review
 
-and OUT/manifest.csv + OUT/manifest.jsonl with one row per input file: status ok / skipped / error, the reason,
-SOPInstanceUID, lung area (pixels, and cm^2 when the pixel spacing is known), QC flags, confidence and timings.
+and OUT/manifest.csv + OUT/manifest.jsonl with one row per input file (of every run into OUT): status ok / skipped /
+error, the reason, SOPInstanceUID, lung area (pixels, and cm^2 when the pixel spacing is known), QC flags,
+confidence and timings.
 
-Bad files (empty, truncated, not DICOM, no pixel data, unsupported syntax, colour, multi-frame) are listed as errors
-and never stop the batch. Run the same command again after an interruption: finished files are skipped, the rest
-redone. Under `torchrun --nproc_per_node N -m pipeline.cli predict ...` the inputs are split across N processes.
+Bad files (empty, truncated, not DICOM, no pixel data, unsupported syntax, colour, multi-frame, more pixels than
+--max-pixels, dangling links) are listed as errors and never stop the batch. Run the same command again after an
+interruption or a full disk: finished files are skipped, the rest (and errors such as a failed write) redone. The
+manifest lists every file ever finished in OUT, so batches can be added to one folder. Under
+`torchrun --nproc_per_node N -m pipeline.cli predict ...` the inputs are split across N processes.
 """
 
 _EPILOG = """\
@@ -66,8 +69,11 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Run the batch described by parsed arguments; returns the exit code."""
-    from pipeline.inference import BatchRunner, is_model_uri, load_predictor
+    from pipeline.dicom.errors import one_line
+
+    from pipeline.inference import BatchRunner, OutputFolderError, check_output_dir, is_model_uri, load_predictor
     from pipeline.inference.loading import checkpoint_version
+    from pipeline.inference.outputs import parse_outputs
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("highdicom").setLevel(logging.WARNING)  # one INFO line per copied module and image
@@ -79,7 +85,15 @@ def run_predict(args: argparse.Namespace) -> int:
     except ValueError as err:
         logger.error("%s", err)
         return 2
-    outputs = [o.strip() for o in args.outputs.split(",") if o.strip()]
+    try:
+        outputs = parse_outputs(args.outputs)
+        check_output_dir(args.out)  # before the model loads: a read-only folder costs one line, not 17 s
+    except (ValueError, OutputFolderError) as err:
+        logger.error("%s", err)
+        return 2 if isinstance(err, ValueError) else 1
+    if args.max_pixels is not None and args.max_pixels < 0:
+        logger.error("--max-pixels must be >= 0 (0 turns the limit off), got %d.", args.max_pixels)
+        return 2
     device = args.device
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if device is None and world > 1:
@@ -100,7 +114,8 @@ def run_predict(args: argparse.Namespace) -> int:
         else:
             predictor = load_predictor(args.model, overrides=overrides, **kwargs)
     except Exception as err:  # noqa: BLE001 - missing checkpoint, unknown registry model, mismatched overrides
-        logger.error("cannot load the model %s: %s: %s", args.model, type(err).__name__, err)
+        logger.error("cannot load the model %s: %s: %s", args.model, type(err).__name__, one_line(err))
+        logger.debug("model loading failed", exc_info=True)
         return 1
     try:
         runner = BatchRunner(
@@ -114,11 +129,21 @@ def run_predict(args: argparse.Namespace) -> int:
             fractional=args.fractional,
             resume=not args.no_resume,
             overlay_max_side=args.overlay_max_side,
+            pixel_limit=args.max_pixels,
             progress=False if args.no_progress else None,
         )
         summary = runner.run(args.inputs)
-    except (FileNotFoundError, ValueError) as err:
-        logger.error("%s", err)
+    except (FileNotFoundError, ValueError, OutputFolderError) as err:
+        logger.error("%s", one_line(err))
+        return 1
+    except OSError as err:  # e.g. the manifest cannot be written on a full disk; the journal keeps every row
+        logger.error("cannot write the results in %s (%s); free the space and run the same command again to "
+                     "finish", args.out, err.strerror or type(err).__name__)
+        return 1
+    except Exception as err:  # noqa: BLE001 - e.g. a decoding worker killed by the OOM killer: the journal is safe
+        logger.error("the batch stopped: %s: %s; run the same command again to resume (finished files are kept)",
+                     type(err).__name__, one_line(err))
+        logger.debug("batch failure", exc_info=True)
         return 1
     if summary.manifest_csv is not None:  # rank 0
         codes = ", ".join(f"{k} {v}" for k, v in sorted(summary.codes.items(), key=lambda kv: -kv[1]))
@@ -179,6 +204,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--model-version", default=None,
                         help="model version recorded likewise (default: the registry version, or sha256 of the "
                              "checkpoint file)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="refuse images whose header claims more than N pixels (rows x columns x frames), "
+                             "before decoding them (default: $XRAY_SEG_MAX_PIXELS or 100000000; 0 = no limit)")
     parser.add_argument("--overlay-max-side", type=int, default=1024, metavar="PX",
                         help="longest side of the overlay PNGs (default 1024)")
     parser.add_argument("--no-resume", action="store_true",

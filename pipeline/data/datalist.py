@@ -104,6 +104,17 @@ def datalist_hash(datalist: dict[str, Any]) -> str:
     return digest.hexdigest()[:12]
 
 
+def _pairs_hash(pairs: Sequence[dict[str, str]]) -> str:
+    """Hash of the ids and file contents of image/mask pairs (a corrected mask changes it)."""
+    digest = hashlib.sha256()
+    for pair in sorted(pairs, key=lambda p: p["id"]):
+        digest.update(pair["id"].encode())
+        for key in ("image", "label"):
+            with open(pair[key], "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()[:16]
+
+
 def _atomic_write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -113,7 +124,7 @@ def _atomic_write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def prepare_datalist(
-    dataset_dir: str | Path,
+    dataset_dir: str | Path | Sequence[str | Path],
     output_dir: str | Path | None = None,
     split: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
@@ -122,6 +133,7 @@ def prepare_datalist(
     reuse: bool = True,
     group_file: str | Path | None = "auto",
     group_column: str = "body_part",
+    extra_training_dirs: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Pair a dataset folder and split it into training / validation / test, as a MONAI datalist.
 
@@ -129,7 +141,9 @@ def prepare_datalist(
     so a run that is resumed, evaluated or compared later sees exactly the same images in each section.
 
     Args:
-        dataset_dir: folder with ``images/`` and ``masks/``.
+        dataset_dir: folder with ``images/`` and ``masks/``; a list (or a
+            :class:`~pipeline.data.resolve.DatasetFolders`) makes the first the dataset and adds the pairs of the
+            others to ``training`` only (see ``extra_training_dirs``).
         output_dir: where ``datalist.json`` is written and looked for; ``None`` keeps it in memory only.
         split: fractions for training, validation and test; they must sum to 1. Defaults to 70/15/15.
         seed: seed of the shuffle. Defaults to 0.
@@ -142,6 +156,10 @@ def prepare_datalist(
             the random split is stratified (every group in every section when it has enough members, a group with a
             single item goes to test, as in the XNet paper) and each item carries ``"group"`` for balanced sampling.
         group_column: the grouping column. Defaults to ``"body_part"``.
+        extra_training_dirs: more folders with ``images/`` + ``masks/`` (e.g. the review page's corrections) whose
+            pairs join the training section only; an id also present in the dataset replaces it there (and leaves
+            validation/test, so a corrected case is never evaluated against its own correction). Their count and
+            hash are recorded under ``"extra_training"`` and change the datalist hash.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...], "dataset_dir", "source", "seed", "hash", ...}``;
@@ -151,7 +169,15 @@ def prepare_datalist(
         ValueError: bad fractions, or a split that leaves a section empty.
         FileNotFoundError: the dataset folder lacks ``images/`` or ``masks/``.
     """
-    dataset_dir = Path(dataset_dir).resolve()
+    extra = [str(d) for d in extra_training_dirs]
+    if isinstance(dataset_dir, (list, tuple)):
+        if not dataset_dir:
+            raise ValueError("dataset_dir: the list of folders is empty.")
+        extra = [str(d) for d in dataset_dir[1:]] + extra
+        dataset_dir = dataset_dir[0]
+    extra = [*getattr(dataset_dir, "extra", ()), *extra]
+    dataset_dir = Path(str(dataset_dir)).resolve()
+    extra_dirs = [Path(d).resolve() for d in dict.fromkeys(extra)]
     fractions = [float(x) for x in split]
     if len(fractions) != 3 or any(x < 0 for x in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"split must be three non-negative fractions summing to 1, got {list(split)}.")
@@ -166,6 +192,14 @@ def prepare_datalist(
         "seed": int(seed),
         "split_file": str(Path(split_file).resolve()) if split_file else None,
     }
+    extra_pairs: list[dict[str, str]] = []
+    if extra_dirs:
+        for folder in extra_dirs:
+            extra_report = pair_folder(folder)
+            extra_report.log(logger)
+            extra_pairs += extra_report.pairs
+        settings["extra_training_dirs"] = [str(d) for d in extra_dirs]
+        settings["extra_training_hash"] = _pairs_hash(extra_pairs)
     target = Path(output_dir) / filename if output_dir is not None else None
     if reuse and target is not None and target.is_file():
         try:
@@ -209,6 +243,13 @@ def prepare_datalist(
             sections[name].sort(key=lambda p: p["id"])
         pct = "/".join(str(round(f * 100)) for f in fractions)
         source = f"random {pct} split, seed {seed}" + (f", stratified by {group_column}" if groups else "")
+    if extra_pairs:
+        replaced = {p["id"] for p in extra_pairs}
+        for name in SPLIT_NAMES:
+            sections[name] = [p for p in sections[name] if p["id"] not in replaced]
+        sections["training"] = sorted(sections["training"] + [dict(p) for p in extra_pairs],
+                                      key=lambda p: p["id"])
+        source += f" + {len(extra_pairs)} training pairs from {len(extra_dirs)} more folder(s)"
     for name, frac in zip(("training", "validation"), fractions[:2]):
         if frac > 0 and not sections[name]:
             raise ValueError(f"{dataset_dir}: the {name} section is empty ({len(pairs)} pairs, {source}).")
@@ -219,6 +260,9 @@ def prepare_datalist(
         "counts": {name: len(sections[name]) for name in SPLIT_NAMES},
         "skipped": report.num_skipped,
     }
+    if extra_pairs:
+        datalist["extra_training"] = {"dirs": [str(d) for d in extra_dirs], "count": len(extra_pairs),
+                                      "hash": settings["extra_training_hash"]}
     datalist["hash"] = datalist_hash(datalist)
     logger.info(
         "split %s: %d training / %d validation / %d test (%s, hash %s)",

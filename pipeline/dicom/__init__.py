@@ -1,16 +1,17 @@
 """DICOM input and output: decoding with owned photometrics, selection rules, DICOM SEG writing, batch manifests."""
 
 from pipeline.dicom.discovery import IMAGE_LIKE_SUFFIXES, discover_inputs, sniff_input
-from pipeline.dicom.errors import READ_ERROR_CODES, classify_read_error, strip_path
-from pipeline.dicom.manifest import MANIFEST_COLUMNS, Journal, load_journal, write_manifest
+from pipeline.dicom.errors import READ_ERROR_CODES, classify_read_error, one_line, redact, strip_path
+from pipeline.dicom.manifest import Journal, load_journal, manifest_columns, read_manifest, write_manifest
 from pipeline.dicom.naming import derived_uid, file_id, is_valid_uid, path_uid, uid_to_filename
-from pipeline.dicom.reader import dicom_value_range, read_dicom
+from pipeline.dicom.reader import dicom_to_image, dicom_value_range, read_dicom, read_dicom_dataset
 from pipeline.dicom.seg import (
     NOT_FOR_CLINICAL_USE,
     AlgorithmInfo,
     build_segmentation,
     lung_segment_description,
     read_segmentation_mask,
+    repair_header_values,
     seg_filename,
     write_segmentation,
 )
@@ -37,7 +38,6 @@ __all__ = [
     "DEFAULT_RULES_FILE",
     "FIXTURE_VARIANTS",
     "IMAGE_LIKE_SUFFIXES",
-    "MANIFEST_COLUMNS",
     "NOT_FOR_CLINICAL_USE",
     "READ_ERROR_CODES",
     "TRANSFER_SYNTAXES",
@@ -51,6 +51,7 @@ __all__ = [
     "classify_read_error",
     "default_source_images",
     "derived_uid",
+    "dicom_to_image",
     "dicom_value_range",
     "discover_inputs",
     "file_id",
@@ -60,9 +61,15 @@ __all__ = [
     "lung_segment_description",
     "make_fixture_set",
     "make_radiograph_dicom",
+    "manifest_columns",
+    "one_line",
     "path_uid",
     "read_dicom",
+    "read_dicom_dataset",
+    "read_manifest",
     "read_segmentation_mask",
+    "redact",
+    "repair_header_values",
     "seg_filename",
     "select_file",
     "sniff_input",

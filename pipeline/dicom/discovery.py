@@ -1,8 +1,12 @@
 """Find the inputs of a batch: files and folders, recursively, DICOM with or without an extension, PNG/JPEG.
 
-Every regular file under the given folders is an input (a PACS export names its DICOM files ``IM000001``, ``6154`` or
-``1.2.3.dcm``; non-images are listed in the manifest as skipped, never silently dropped). Paths are resolved,
-de-duplicated and sorted, so every rank of a distributed run sees the same list in the same order.
+Every file under the given folders is an input (a PACS export names its DICOM files ``IM000001``, ``6154`` or
+``1.2.3.dcm``; non-images are listed in the manifest as skipped, never silently dropped). So is every path the walk
+sees that is *not* a regular file: a dangling symbolic link, a link loop, a link to a folder (not followed, so a
+loop cannot hang the batch), a FIFO. :func:`pipeline.dicom.select_file` gives each of them a manifest row with the
+reason. Paths of regular files are resolved; the others are kept as absolute, unresolved paths (a dangling link has
+no target to resolve to). The list is de-duplicated and sorted, so every rank of a distributed run sees the same list
+in the same order.
 """
 
 from __future__ import annotations
@@ -25,42 +29,60 @@ def _within(path: Path, folders: Sequence[Path]) -> bool:
     return any(path == f or f in path.parents for f in folders)
 
 
-def discover_inputs(inputs: Iterable[str | Path], exclude: Sequence[str | Path] = ()) -> list[Path]:
-    """Expand files and folders into the sorted list of input files.
+def _absolute(path: Path) -> Path:
+    """The resolved path of an existing file; the absolute, unresolved path of anything a resolve could not follow."""
+    try:
+        if path.exists():
+            return path.resolve()
+    except (OSError, RuntimeError):  # a link loop: exists() or resolve() gives ELOOP / "Symlink loop"
+        pass
+    return Path(os.path.abspath(path))
 
-    Folders are walked recursively (symbolic links to folders are not followed, so a loop cannot hang the batch);
-    hidden files (``.name``, e.g. partial outputs) and OS clutter (``Thumbs.db``) are left out, everything else is an
-    input, whatever its extension.
+
+def discover_inputs(inputs: Iterable[str | Path], exclude: Sequence[str | Path] = ()) -> list[Path]:
+    """Expand files and folders into the sorted list of input paths.
+
+    Folders are walked recursively. Symbolic links to folders are not followed (a loop cannot hang the batch) but
+    are listed, as are dangling links and link loops, so that each gets a manifest row. Hidden files (``.name``,
+    e.g. partial outputs) and OS clutter (``Thumbs.db``) are left out; everything else is an input, whatever its
+    extension.
 
     Args:
         inputs: files and/or folders.
         exclude: folders whose contents are never inputs (the output folder, when it lies inside an input folder).
 
     Returns:
-        Resolved, unique paths in sorted order.
+        Unique paths in sorted order (regular files resolved).
 
     Raises:
-        FileNotFoundError: an input does not exist (a typo should stop the run before any work is done).
+        FileNotFoundError: an input does not exist (a typo should stop the run before any work is done); a given
+            path that is a dangling link is listed instead, with its reason in the manifest.
     """
     excluded = [Path(e).resolve() for e in exclude]
     found: set[Path] = set()
     for item in inputs:
         root = Path(item)
-        if not root.exists():
+        if not root.is_symlink() and not root.exists():
             raise FileNotFoundError(f"{root}: input not found.")
-        root = root.resolve()
-        if root.is_file():
+        root = _absolute(root)
+        if not root.is_dir():
             if not _within(root, excluded):
                 found.add(root)
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             here = Path(dirpath)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not _within(here / d, excluded))
+            for name in dirnames:  # os.walk lists links to folders here but never descends into them
+                if not name.startswith(".") and (here / name).is_symlink():
+                    found.add(Path(os.path.abspath(here / name)))
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not d.startswith(".") and not (here / d).is_symlink() and not _within(here / d, excluded)
+            )
             for name in filenames:
                 if name.startswith(".") or name in _IGNORED_NAMES:
                     continue
-                path = here / name
-                if path.is_file() and not _within(path, excluded):
+                path = _absolute(here / name)
+                if not _within(path, excluded):
                     found.add(path)
     return sorted(found)
 

@@ -6,7 +6,12 @@ runs, each process (rank) appends one JSON line per finished file to its own jou
 therefore lose at most the file in flight: on the next run, a journal row whose outputs still exist marks the file as
 finished, and anything without a row is redone. A line cut short by the kill is ignored. At the end, the journal
 (all parts, all earlier runs; the latest row of each file wins) is folded into ``manifest.csv`` and
-``manifest.jsonl``, both written atomically, one row per input of *this* run in path order.
+``manifest.jsonl``, both written atomically: one row per file ever finished in the folder, in path order, so a
+folder fed batch after batch (the DICOM node) keeps one manifest of everything.
+
+:func:`read_manifest` reads a folder back (the manifest, or the journal while a batch still runs) for the review
+page and for tools. The output columns (``seg``, ``mask_png``, ...) are not listed here: they come from the table
+of output kinds (:data:`pipeline.inference.outputs.OUTPUT_KINDS`) through :func:`manifest_columns`.
 """
 
 from __future__ import annotations
@@ -23,12 +28,18 @@ from typing import Any
 
 from pipeline.io.writers import atomic_path
 
+from pipeline.dicom.errors import one_line
+
 __all__ = [
     "JOURNAL_DIR",
-    "MANIFEST_COLUMNS",
-    "OUTPUT_COLUMNS",
+    "MANIFEST_CSV",
+    "MANIFEST_JSONL",
+    "RECORD_COLUMNS",
+    "RUN_COLUMNS",
     "Journal",
     "load_journal",
+    "manifest_columns",
+    "read_manifest",
     "write_manifest",
 ]
 
@@ -36,11 +47,11 @@ __all__ = [
 #: never scanned as input.
 JOURNAL_DIR = ".journal"
 
-#: Output kinds and their manifest columns (paths relative to the output folder).
-OUTPUT_COLUMNS: dict[str, str] = {"seg": "seg", "png": "mask_png", "nifti": "mask_nifti", "overlay": "overlay"}
+#: File names of the manifest inside the output folder.
+MANIFEST_CSV, MANIFEST_JSONL = "manifest.csv", "manifest.jsonl"
 
-#: Manifest columns, in CSV order.
-MANIFEST_COLUMNS: tuple[str, ...] = (
+#: What was found and measured for a file: the manifest columns before the output files, in CSV order.
+RECORD_COLUMNS: tuple[str, ...] = (
     "path",  # the input file
     "file_id",  # short hash of the path, as used in the logs
     "status",  # ok | skipped | error
@@ -67,10 +78,11 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "seconds_model",
     "seconds_write",
     "seconds_total",
-    "seg",
-    "mask_png",
-    "mask_nifti",
-    "overlay",
+    "duplicate_of",  # the input path whose result this file shares (skipped / duplicate rows)
+)
+
+#: Bookkeeping: the manifest columns after the output files, in CSV order.
+RUN_COLUMNS: tuple[str, ...] = (
     "model_name",
     "model_version",
     "rank",
@@ -79,6 +91,11 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "file_mtime_ns",
     "fingerprint",  # hash of the settings that shape the outputs (model, outputs, selection rules, ...)
 )
+
+
+def manifest_columns(output_columns: Iterable[str]) -> tuple[str, ...]:
+    """The manifest's columns in CSV order: :data:`RECORD_COLUMNS`, the output columns, :data:`RUN_COLUMNS`."""
+    return (*RECORD_COLUMNS, *output_columns, *RUN_COLUMNS)
 
 
 def _json_safe(value: Any) -> Any:
@@ -117,8 +134,15 @@ class Journal:
                     self._file.write(b"\n")
 
     def append(self, row: Mapping[str, Any]) -> None:
-        """Record one finished file."""
-        line = (json.dumps(_json_safe(dict(row)), ensure_ascii=False) + "\n").encode("utf-8")
+        """Record one finished file (its ``reason`` is stored as one line).
+
+        Raises:
+            OSError: the journal cannot be written (e.g. the disk is full); the file then counts as not done.
+        """
+        row = dict(row)
+        if "reason" in row and row["reason"] is not None:
+            row["reason"] = one_line(row["reason"])
+        line = (json.dumps(_json_safe(row), ensure_ascii=False) + "\n").encode("utf-8")
         with self._lock:
             self._file.write(line)
 
@@ -172,9 +196,14 @@ def _csv_cell(value: Any) -> Any:
 
 
 def write_manifest(
-    out_dir: str | Path, rows: Sequence[Mapping[str, Any]], columns: Iterable[str] = MANIFEST_COLUMNS
+    out_dir: str | Path, rows: Sequence[Mapping[str, Any]], columns: Iterable[str]
 ) -> tuple[Path, Path]:
     """Write ``manifest.csv`` and ``manifest.jsonl`` atomically (CSV lists are joined with ``;``).
+
+    Args:
+        out_dir: the output folder.
+        rows: one mapping per file.
+        columns: the columns, in order (see :func:`manifest_columns`); other keys of the rows are left out.
 
     Returns:
         The CSV and JSONL paths.
@@ -186,7 +215,7 @@ def write_manifest(
     writer.writeheader()
     for row in rows:
         writer.writerow({c: _csv_cell(row.get(c)) for c in columns})
-    csv_path, jsonl_path = out_dir / "manifest.csv", out_dir / "manifest.jsonl"
+    csv_path, jsonl_path = out_dir / MANIFEST_CSV, out_dir / MANIFEST_JSONL
     with atomic_path(csv_path) as tmp:
         tmp.write_text(buffer.getvalue(), encoding="utf-8")
     with atomic_path(jsonl_path) as tmp:
@@ -194,3 +223,39 @@ def write_manifest(
             for row in rows:
                 f.write(json.dumps(_json_safe({c: row.get(c) for c in columns}), ensure_ascii=False) + "\n")
     return csv_path, jsonl_path
+
+
+def read_manifest(out_dir: str | Path) -> tuple[list[dict[str, Any]], str]:
+    """Read the per-file rows of a batch output folder.
+
+    Reads ``manifest.jsonl`` (typed values), else ``manifest.csv`` (strings; lists joined with ``;``), else, while a
+    batch is still running and no manifest exists yet, the journal (latest row per file, in path order). Lines that
+    do not parse are skipped.
+
+    Args:
+        out_dir: the ``--out`` folder of ``xray-seg predict``.
+
+    Returns:
+        The rows and where they came from: ``"manifest.jsonl"``, ``"manifest.csv"``,
+        ``"journal (the batch has not finished: no manifest yet)"``, or ``""`` when the folder holds none of them.
+    """
+    out_dir = Path(out_dir)
+    jsonl, csv_path = out_dir / MANIFEST_JSONL, out_dir / MANIFEST_CSV
+    if jsonl.is_file():
+        rows = []
+        for line in jsonl.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows, MANIFEST_JSONL
+    if csv_path.is_file():
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f)), MANIFEST_CSV
+    journal = load_journal(out_dir)
+    if journal:
+        rows = sorted(journal.values(), key=lambda r: str(r.get("path", "")))
+        return rows, "journal (the batch has not finished: no manifest yet)"
+    return [], ""

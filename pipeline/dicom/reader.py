@@ -4,6 +4,14 @@ MONAI's ``PydicomReader`` does not invert MONOCHROME1 and its ``ITKReader`` does
 itself: decode (pydicom with the pylibjpeg / gdcm plugins for compressed syntaxes), mask to ``BitsStored``, apply the
 modality LUT (rescale slope / intercept or a LUT sequence), optionally the VOI LUT or window, then invert
 MONOCHROME1 so that every image leaves here in MONOCHROME2 polarity (bright = dense), as a radiologist sees it.
+
+Two steps come before any pixel is decoded: files without a file meta group (a bare implicit-VR dataset, as some
+exports and old archives write) get one stating the encoding pydicom detected, and the size the header claims is
+checked against the pixel limit (:func:`pipeline.io.limits.check_pixel_count`), so a tiny compressed file claiming
+20000² pixels is refused instead of making the decoder allocate gigabytes.
+
+:func:`read_dicom` does both steps and the decoding in one call; the batch uses the two halves,
+:func:`read_dicom_dataset` and :func:`dicom_to_image`, to read each file once and keep its header for the SEG.
 """
 
 from __future__ import annotations
@@ -15,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.io.image import ImageReadError, UnsupportedImageError, XRayImage
+from pipeline.io.limits import check_pixel_count
+from pipeline.io.readers import register_reader
 
-__all__ = ["read_dicom", "dicom_value_range"]
+__all__ = ["dicom_to_image", "dicom_value_range", "read_dicom", "read_dicom_dataset"]
 
 _GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
 
@@ -58,27 +68,48 @@ def _spacing(ds: Any) -> tuple[float, float] | None:
     return None
 
 
-def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = False) -> XRayImage:
-    """Read a single-frame grayscale radiograph from a DICOM file.
+def _add_file_meta(ds: Any) -> None:
+    """Give a dataset read without a file meta group the transfer syntax of the encoding pydicom detected."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None:
+        implicit, little = bool(getattr(ds, "is_implicit_VR", True)), bool(getattr(ds, "is_little_endian", True))
+    if implicit:
+        syntax = ImplicitVRLittleEndian
+    else:
+        syntax = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    new_meta = meta if meta is not None else FileMetaDataset()
+    new_meta.TransferSyntaxUID = syntax
+    if "SOPClassUID" in ds and "MediaStorageSOPClassUID" not in new_meta:
+        new_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "SOPInstanceUID" in ds and "MediaStorageSOPInstanceUID" not in new_meta:
+        new_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta = new_meta
+
+
+def read_dicom_dataset(path: str | Path, stop_before_pixels: bool = False) -> Any:
+    """Parse a DICOM file into a pydicom ``Dataset`` without decoding its pixel data.
+
+    Files without the 128-byte preamble, and bare datasets without a file meta group, are accepted: the latter get a
+    file meta group with the transfer syntax of the encoding pydicom detected (implicit or explicit VR).
 
     Args:
-        path: the DICOM file (any extension or none; files without the 128-byte preamble are accepted).
-        voi: apply the VOI LUT, or the first window centre/width, when the file has one. Defaults to False, which
-            keeps the full modality range (the model sees all the information; scaling happens later).
-        stop_before_pixels: read only the header (``pixels`` is then an empty array); used by selection rules.
+        path: the file.
+        stop_before_pixels: leave out the pixel data (header only).
 
     Returns:
-        An :class:`~pipeline.io.image.XRayImage` in MONOCHROME2 polarity with ``spacing`` from ``PixelSpacing``
-        or ``ImagerPixelSpacing`` and the UIDs in ``meta``.
+        The dataset (with ``file_meta.TransferSyntaxUID`` set).
 
     Raises:
-        ImageReadError: the file is missing, empty, truncated, not DICOM, has no pixel data, or cannot be decoded
-            (for example a compressed transfer syntax whose decoder plugin is not installed).
-        UnsupportedImageError: colour or multi-frame images, which the pipeline refuses with a reason.
+        ImageReadError: the file is missing, truncated or not DICOM.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     path = Path(path)
     caught: list[warnings.WarningMessage] = []
@@ -92,8 +123,8 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
         try:
             ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
         except Exception as err:  # noqa: BLE001 - any parser failure means "not DICOM"
-            raise ImageReadError(f"{path}: not a DICOM file ({err}).") from err
-        if "SOPClassUID" not in ds and "PixelData" not in ds:
+            raise ImageReadError(f"{path}: not a DICOM file ({type(err).__name__}).") from err
+        if "SOPClassUID" not in ds and "PixelData" not in ds and "Rows" not in ds:
             raise ImageReadError(f"{path}: not a DICOM file (no DICOM header found).")
     except FileNotFoundError as err:
         raise ImageReadError(f"{path}: file not found.") from err
@@ -104,8 +135,12 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
         if "end of file" in str(warning.message).lower():
             raise ImageReadError(f"{path}: truncated DICOM file ({warning.message}).")
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno, module="pydicom")
+    _add_file_meta(ds)
+    return ds
 
-    meta: dict[str, Any] = {
+
+def _meta(ds: Any) -> dict[str, Any]:
+    return {
         "SOPInstanceUID": str(ds.get("SOPInstanceUID", "")),
         "SOPClassUID": str(ds.get("SOPClassUID", "")),
         "StudyInstanceUID": str(ds.get("StudyInstanceUID", "")),
@@ -115,12 +150,58 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
         "BitsStored": int(ds.get("BitsStored", 0) or 0),
         "TransferSyntaxUID": str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")),
     }
-    spacing = _spacing(ds)
-    if stop_before_pixels:
-        return XRayImage(np.zeros((0, 0), np.float32), str(path), "dicom", spacing, None, meta)
 
+
+def read_dicom(
+    path: str | Path, voi: bool = False, stop_before_pixels: bool = False, pixel_limit: int | None = None
+) -> XRayImage:
+    """Read a single-frame grayscale radiograph from a DICOM file.
+
+    Args:
+        path: the DICOM file (any extension or none; files without the 128-byte preamble, and bare datasets without
+            a file meta group, are accepted).
+        voi: apply the VOI LUT, or the first window centre/width, when the file has one. Defaults to False, which
+            keeps the full modality range (the model sees all the information; scaling happens later).
+        stop_before_pixels: read only the header (``pixels`` is then an empty array); used by selection rules.
+        pixel_limit: largest accepted ``Rows x Columns x NumberOfFrames`` (see :mod:`pipeline.io.limits`; ``None``:
+            ``$XRAY_SEG_MAX_PIXELS`` or 100 Mpx), checked before decoding.
+
+    Returns:
+        An :class:`~pipeline.io.image.XRayImage` in MONOCHROME2 polarity with ``spacing`` from ``PixelSpacing``
+        or ``ImagerPixelSpacing`` and the UIDs in ``meta``.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated, not DICOM, has no pixel data, or cannot be decoded
+            (for example a compressed transfer syntax whose decoder plugin is not installed).
+        PixelLimitError: the header claims more pixels than ``pixel_limit`` (an :class:`ImageReadError`).
+        UnsupportedImageError: colour or multi-frame images, which the pipeline refuses with a reason.
+    """
+    ds = read_dicom_dataset(path, stop_before_pixels=stop_before_pixels)
+    if stop_before_pixels:
+        return XRayImage(np.zeros((0, 0), np.float32), str(path), "dicom", _spacing(ds), None, _meta(ds))
+    return dicom_to_image(ds, path, voi=voi, pixel_limit=pixel_limit)
+
+
+def dicom_to_image(ds: Any, path: str | Path, voi: bool = False, pixel_limit: int | None = None) -> XRayImage:
+    """Decode a parsed dataset (see :func:`read_dicom_dataset`) into an :class:`XRayImage`; see :func:`read_dicom`.
+
+    Args:
+        ds: the dataset, with its pixel data.
+        path: the file it came from (for messages and ``XRayImage.source``).
+        voi: apply the VOI LUT or window.
+        pixel_limit: the pixel limit (see :func:`read_dicom`).
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    meta = _meta(ds)
+    spacing = _spacing(ds)
     if "PixelData" not in ds:
         raise ImageReadError(f"{path}: DICOM object has no pixel data (SOP class {meta['SOPClassUID'] or 'unknown'}).")
+    try:
+        check_pixel_count(int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0),
+                          int(ds.get("NumberOfFrames", 1) or 1), pixel_limit)
+    except (TypeError, ValueError) as err:  # a malformed size element: nothing safe to decode
+        raise ImageReadError(f"{path}: malformed image size in the header ({type(err).__name__}).") from err
     photometric = meta["PhotometricInterpretation"]
     if photometric not in _GRAYSCALE:
         raise UnsupportedImageError(
@@ -164,3 +245,6 @@ def read_dicom(path: str | Path, voi: bool = False, stop_before_pixels: bool = F
         pixels = np.subtract(lo + hi, pixels, out=pixels if owned else None)
         meta["inverted"] = True
     return XRayImage(pixels.astype(np.float32), str(path), "dicom", spacing, (lo, hi), meta)
+
+
+register_reader("dicom", read_dicom)  # pipeline.io.read_image reads DICOM through this module (io stays below dicom)

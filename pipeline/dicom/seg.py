@@ -17,9 +17,17 @@ position/orientation, which a projection image cannot use) whenever the source h
 a slice thickness, as some tools do, would put a false physical claim into the object. The pixel spacing stays
 available in the source and in the batch manifest (lung area in cm²).
 
-UIDs are deterministic (:func:`pipeline.dicom.naming.derived_uid` of the source UIDs and the algorithm), so running
-the same model again rewrites the same SEG instance instead of adding a duplicate to the PACS; all SEGs made by one
-model from one source series share one SEG series.
+Source headers from the field hold values that break the standard (``PatientBirthDate`` ``1965-03-12``, a time with
+colons): highdicom copies the patient and study attributes and refuses such a value, which used to cost the whole
+image. The header copy handed to highdicom is therefore checked first: dates and times in a common wrong spelling are
+repaired, any other invalid value is left empty (the attributes highdicom copies are Type 2: empty is valid), and a
+warning names the attribute, never its value. ``PatientOrientation`` (Type 2C in the General Image module, required
+because a projection SEG has no Image Orientation (Patient)) is copied from the source, or left empty.
+
+UIDs are deterministic (:func:`pipeline.dicom.naming.derived_uid` of the source SOP Instance UID, the model name and
+version and the output settings), so running the same model again, or retrying after a failure, rewrites the same
+SEG instance instead of adding a second one to the PACS; all SEGs made by one model from one source series share one
+SEG series.
 
 Examples::
 
@@ -31,6 +39,9 @@ Examples::
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +56,7 @@ __all__ = [
     "AlgorithmInfo",
     "build_segmentation",
     "lung_segment_description",
+    "repair_header_values",
     "read_segmentation_mask",
     "seg_filename",
     "write_segmentation",
@@ -54,6 +66,18 @@ __all__ = [
 NOT_FOR_CLINICAL_USE = "AI lung segmentation, not for clinical use"
 
 _LO_MAX = 64
+
+logger = logging.getLogger(__name__)
+
+# pydicom's reading validation is a global setting; it is switched off only while a header copy is decoded (pydicom
+# would otherwise log and warn each invalid value *with the value*), one copy at a time
+_DECODE_LOCK = threading.Lock()
+
+#: Value representations whose values :func:`repair_header_values` checks (text; binary and sequences are left alone).
+_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+
+_DATE_RE = re.compile(r"^\s*(\d{4})[-./](\d{2})[-./](\d{2})\s*$")
+_TIME_RE = re.compile(r"^\s*(\d{2}):?(\d{2})(?::?(\d{2}(?:\.\d{1,6})?))?\s*$")
 
 
 def _lo(text: str) -> str:
@@ -137,23 +161,85 @@ def seg_filename(source: Any) -> str:
     return uid_to_filename(str(source.get("SOPInstanceUID", "")), ".dcm")
 
 
+def _repaired(vr: str, value: str) -> str | None:
+    """A standard spelling of a wrongly written date or time, or ``None`` when there is none."""
+    if vr == "DA":
+        match = _DATE_RE.match(value)
+        return "".join(match.groups()) if match else None
+    if vr == "TM":
+        match = _TIME_RE.match(value)
+        return "".join(g for g in match.groups() if g) if match else None
+    return None
+
+
+def repair_header_values(header: Any, label: str = "") -> list[str]:
+    """Repair or empty the invalid values of a header copy, in place; returns the keywords changed.
+
+    Every top-level element (sequences excepted) is checked with pydicom's validator for its value representation.
+    A date or time in a common wrong spelling (``1965-03-12``, ``10:15:00``) is rewritten; any other invalid value
+    is emptied. Each change is logged as a warning naming the attribute, never the value.
+
+    Args:
+        header: a pydicom ``Dataset`` (changed in place; pass a copy).
+        label: how the log line names the image (e.g. its SOP Instance UID).
+    """
+    from pydicom import config
+    from pydicom.valuerep import validate_value
+
+    changed = []
+    for elem in header:
+        if elem.VR not in _TEXT_VRS or elem.value is None or elem.value == "":
+            continue
+        values = list(elem.value) if elem.VM > 1 else [elem.value]
+        fixed: list[Any] = []
+        bad = False
+        for value in values:
+            try:
+                validate_value(elem.VR, value if isinstance(value, bytes) else str(value), config.RAISE)
+                fixed.append(value)
+                continue
+            except (ValueError, TypeError):
+                bad = True
+            repaired = _repaired(elem.VR, str(value))
+            fixed.append(repaired if repaired is not None else "")
+        if not bad:
+            continue
+        action = "repaired" if all(v != "" for v in fixed) else "left empty in the SEG"
+        keep = [v for v in fixed if v != ""]
+        elem.value = (keep if len(keep) > 1 else keep[0]) if keep and action == "repaired" else None
+        name = elem.keyword or str(elem.tag)
+        logger.warning("%s: %s is not a valid %s value in the source header; %s", label or "SEG", name, elem.VR,
+                       action)
+        changed.append(name)
+    return changed
+
+
 def _source_for_highdicom(source: Any) -> Any:
     """A header copy highdicom can turn into a *readable* SEG (see the module docstring on the PixelSpacing trap).
 
     The copy is a new ``Dataset`` holding the source's (decoded) elements, so removing attributes from it never
-    touches the caller's dataset, and the pixel data is never copied.
+    touches the caller's dataset, and the pixel data is never copied. Invalid values are repaired or emptied
+    (:func:`repair_header_values`).
     """
+    from pydicom import config
     from pydicom.dataset import Dataset
 
     drop = {"PixelData", "FloatPixelData", "DoubleFloatPixelData"}
     if "SliceThickness" not in source:
         drop |= {"PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient"}
     header = Dataset()
-    for elem in source:  # iterating decodes raw elements with the source's own encoding
-        if elem.keyword not in drop:
-            header.add(elem)
+    with _DECODE_LOCK:
+        mode = config.settings.reading_validation_mode
+        config.settings.reading_validation_mode = config.IGNORE
+        try:
+            for elem in source:  # iterating decodes raw elements with the source's own encoding
+                if elem.keyword not in drop:
+                    header.add(elem)
+        finally:
+            config.settings.reading_validation_mode = mode
     if hasattr(source, "file_meta"):
         header.file_meta = source.file_meta
+    repair_header_values(header, f"SEG of {str(source.get('SOPInstanceUID', '') or 'unknown uid')}")
     return header
 
 
@@ -198,12 +284,13 @@ def build_segmentation(
     algo_key = (algorithm.name, algorithm.version, "fractional" if fractional else "binary")
     series_uid = derived_uid("xray-seg:series", str(source.get("StudyInstanceUID", "")),
                              str(source.get("SeriesInstanceUID", "")), *algo_key)
+    header = _source_for_highdicom(source)
     try:
-        source_series = int(source.get("SeriesNumber", 0) or 0)
+        source_series = int(header.get("SeriesNumber", 0) or 0)
     except (TypeError, ValueError):
         source_series = 0
-    return hd.seg.Segmentation(
-        source_images=[_source_for_highdicom(source)],
+    seg = hd.seg.Segmentation(
+        source_images=[header],
         pixel_array=pixel_array,
         segmentation_type=seg_type,
         segment_descriptions=[lung_segment_description(algorithm)],
@@ -221,6 +308,10 @@ def build_segmentation(
         omit_empty_frames=False,  # an empty result is still a result: keep the frame
         max_fractional_value=255,
     )
+    # General Image module, Type 2C: required when Image Orientation (Patient) is not (a projection image). The SEG
+    # shares the source's pixel grid, so the source's row/column directions hold for it too.
+    seg.PatientOrientation = header.get("PatientOrientation", None) or ""
+    return seg
 
 
 def write_segmentation(

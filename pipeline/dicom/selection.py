@@ -2,9 +2,9 @@
 
 A PACS export holds far more than chest radiographs: laterals, C-spines, CT series, structured reports, secondary
 captures, presentation states, DICOMDIRs. The batch command segments only what the rules select and lists every
-other file in the manifest with the reason. The rules live in a YAML or JSON file (default:
-``configs/dicom_selection.yaml`` in the repository; :data:`DEFAULT_RULES` holds the same values for installed
-copies). The checks, in order, each with the ``code`` recorded in the manifest:
+other file in the manifest with the reason. The rules live in a YAML or JSON file (default: the package's
+``pipeline/dicom/default_selection.yaml``, :data:`DEFAULT_RULES_FILE`; ``configs/dicom_selection.yaml`` in the
+repository is the same file, documented). The checks, in order, each with the ``code`` recorded in the manifest:
 
 ==================  ==========================================================================================
 code                skipped when
@@ -23,7 +23,9 @@ code                skipped when
                     ``unknown_view`` is ``skip``
 ==================  ==========================================================================================
 
-PNG and JPEG inputs carry no header: they are always selected when their format is listed.
+PNG and JPEG inputs carry no header: they are always selected when their format is listed. Paths that are not
+regular files get their own codes before any check: ``broken_link`` and ``link_loop`` (errors), ``link_to_folder``
+and ``not_regular`` (skipped; a FIFO is never opened).
 
 Examples::
 
@@ -35,17 +37,23 @@ Examples::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.dicom.discovery import IMAGE_LIKE_SUFFIXES, sniff_input
-from pipeline.dicom.errors import strip_path
+from pipeline.dicom.errors import one_line, strip_path
 from pipeline.dicom.naming import path_uid
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "DEFAULT_RULES",
@@ -58,27 +66,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The repository's default rules file (absent in a non-editable install; :data:`DEFAULT_RULES` is used then).
-DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "configs" / "dicom_selection.yaml"
+#: The default rules file, shipped inside the package (``pipeline/dicom/default_selection.yaml``, read through
+#: :mod:`importlib.resources`, so installed copies have it too). The repository's ``configs/dicom_selection.yaml`` is
+#: the documented project copy; a test keeps the two identical.
+DEFAULT_RULES_FILE: Traversable = resources.files("pipeline.dicom").joinpath("default_selection.yaml")
 
-#: The default rules, identical to ``configs/dicom_selection.yaml`` (a test keeps the two in step).
-DEFAULT_RULES: dict[str, Any] = {
-    "formats": ["dicom", "png", "jpeg"],
-    "modalities": ["CR", "DX"],
-    "sop_classes": [
-        "1.2.840.10008.5.1.4.1.1.1",
-        "1.2.840.10008.5.1.4.1.1.1.1",
-        "1.2.840.10008.5.1.4.1.1.1.1.1",
-    ],
-    "exclude_presentation_intents": ["FOR PROCESSING"],
-    "exclude_image_types": ["LOCALIZER", "SCOUT"],
-    "body_parts": ["CHEST", "THORAX", "LUNG", "TORAX", "THORAC"],
-    "frontal_views": ["PA", "AP", "FRONTAL"],
-    "lateral_views": ["LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LLDEC", "RLDEC"],
-    "frontal_code_meanings": ["postero-anterior", "antero-posterior", "posteroanterior", "anteroposterior", "frontal"],
-    "lateral_code_meanings": ["lateral"],
-    "unknown_view": "select",
-}
+
+def _read_default_rules() -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8")) or {}
+    return {k: v for k, v in data.items() if k != "version"}
+
+
+#: The default rules as a mapping (the values of :data:`DEFAULT_RULES_FILE`).
+DEFAULT_RULES: dict[str, Any] = _read_default_rules()
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,7 @@ class SelectionRules:
 
     @classmethod
     def default(cls) -> SelectionRules:
-        """The repository's ``configs/dicom_selection.yaml`` when present, else :data:`DEFAULT_RULES`."""
-        if DEFAULT_RULES_FILE.is_file():
-            return cls.from_file(DEFAULT_RULES_FILE)
+        """The default rules shipped with the package (:data:`DEFAULT_RULES_FILE`)."""
         return cls.from_mapping(DEFAULT_RULES)
 
     @classmethod
@@ -370,9 +370,19 @@ def select_file(path: str | Path, rules: SelectionRules) -> FileSelection:
     path = Path(path)
     spath = str(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as err:
+        if path.is_symlink():
+            if err.errno == errno.ELOOP:
+                return FileSelection(spath, "error", "link_loop", "symbolic link loop (the link leads back to itself)")
+            return FileSelection(spath, "error", "broken_link", "dangling symbolic link (its target does not exist)")
         return FileSelection(spath, "error", "unreadable", f"cannot access the file ({err.strerror})")
+    if stat.S_ISDIR(st.st_mode):
+        return FileSelection(spath, "skipped", "link_to_folder",
+                             "symbolic link to a folder: not followed (give the folder itself as an input)")
+    if not stat.S_ISREG(st.st_mode):
+        return FileSelection(spath, "skipped", "not_regular", "not a regular file (a FIFO, socket or device)")
+    size = st.st_size
     if size == 0:
         return FileSelection(spath, "error", "empty", "empty file (0 bytes)")
     try:
@@ -397,7 +407,7 @@ def select_file(path: str | Path, rules: SelectionRules) -> FileSelection:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         except Exception as err:  # noqa: BLE001 - truncated or corrupt headers raise many error types
-            reason = f"unreadable DICOM header ({type(err).__name__}: {strip_path(str(err), path)})"
+            reason = one_line(f"unreadable DICOM header ({type(err).__name__}: {strip_path(str(err), path)})")
             return FileSelection(spath, "error", "unreadable", reason, fmt)
     try:
         verdict = rules.evaluate(ds)
@@ -414,7 +424,7 @@ def select_file(path: str | Path, rules: SelectionRules) -> FileSelection:
             modality=str(ds.get("Modality", "") or "").strip(),
         )
     except Exception as err:  # noqa: BLE001 - malformed values (bad VRs) surface lazily on access
-        reason = f"malformed DICOM header ({type(err).__name__}: {strip_path(str(err), path)})"
+        reason = f"malformed DICOM header ({type(err).__name__})"  # the message would quote the bad value
         return FileSelection(spath, "error", "unreadable", reason, fmt)
     if found.selected and not uid:
         found.status, found.code, found.reason = "error", "invalid_dicom", "selected image has no SOPInstanceUID"

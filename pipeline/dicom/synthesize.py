@@ -3,7 +3,7 @@
 The public test corpora hold almost no chest radiographs in DICOM (pydicom ships three 16 x 16 C-spine CRs), yet a
 hospital batch sees every variant: MONOCHROME1 and MONOCHROME2, 12- and 16-bit, uncompressed and JPEG-LS, JPEG 2000
 or RLE, with ``ImagerPixelSpacing`` and/or ``PixelSpacing``, with or without a Frame of Reference. This module writes
-such files from PNG radiographs (the JSRT films in the shared data folder, or the committed sample), with synthetic
+such files from PNG radiographs (the sample embedded in the package, or the JSRT films of a shared data folder), with synthetic
 patient identity and deterministic UIDs, so every fixture is reproducible and none carries real patient data.
 
 The stored values are chosen so that the project's reader (:func:`pipeline.dicom.read_dicom`) returns the *same*
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,6 @@ _SOP_CLASSES = {
     "CR": "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
     "DX": "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray Image Storage - For Presentation
 }
-
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 def _stored_values(pixels: np.ndarray, bits_stored: int, raw: bool) -> np.ndarray:
     top = 2**bits_stored - 1
@@ -214,19 +212,24 @@ def make_radiograph_dicom(
     return path
 
 
-def default_source_images() -> list[Path]:
+def default_source_images(shared_data: str | Path | None = None) -> list[Path]:
     """PNG radiographs to make fixtures from.
 
-    The 12 JSRT films at 1024² in ``jsrt_scr_hires/images`` of the shared data folder (``$XRAY_SHARED_DATA``, else
-    ``<repo>/../shared/data``) when present; otherwise the committed 256² sample in ``pipeline/data/sample``
-    (upsample with :func:`load_source_image`), so callers never lack sources.
+    The 12 JSRT films at 1024² in ``jsrt_scr_hires/images`` of a shared data folder, when one is given
+    (``shared_data``, else ``$XRAY_SHARED_DATA``) and holds them; otherwise the 256² sample embedded in the package
+    (``pipeline/data/sample/jsrt30/images``, read through :mod:`importlib.resources`; upsample with
+    :func:`load_source_image`), so callers never lack sources and nothing outside the package is searched unasked.
+
+    Args:
+        shared_data: a shared data folder. Defaults to ``$XRAY_SHARED_DATA`` (unset: the embedded sample).
     """
-    env = os.environ.get("XRAY_SHARED_DATA")
-    shared = Path(env) if env else _REPO_ROOT.parent / "shared" / "data"
-    hires = sorted((shared / "jsrt_scr_hires" / "images").glob("*.png"))
-    if hires:
-        return hires
-    return sorted((_REPO_ROOT / "pipeline" / "data" / "sample" / "jsrt30" / "images").glob("*.png"))
+    folder = shared_data if shared_data is not None else os.environ.get("XRAY_SHARED_DATA")
+    if folder:
+        hires = sorted((Path(folder) / "jsrt_scr_hires" / "images").glob("*.png"))
+        if hires:
+            return hires
+    sample = resources.files("pipeline").joinpath("data", "sample", "jsrt30", "images")
+    return sorted(Path(str(p)) for p in sample.iterdir() if p.name.endswith(".png"))
 
 
 def load_source_image(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Review overlays: the radiograph with a translucent mask and its contour, as an RGB PNG.
 
 Meant for a quick visual check of a batch (a reader flicks through ``overlays/*.png``), not for diagnosis. The image
-is windowed robustly (0.5th-99.5th percentile, so burned-in labels and black borders do not flatten the contrast) and
-reduced to at most ``max_side`` pixels (box filter), which keeps a 2048² film's overlay light and fast to write.
+is reduced to at most ``max_side`` pixels first (box filter), then windowed robustly (0.5th-99.5th percentile, so
+burned-in labels and black borders do not flatten the contrast); the mask is reduced to the same size and its contour
+drawn there, and the PNG is written with light compression (zlib level 1). Every step after the first works on the
+small image, so the overlay of a 2048² film costs a few milliseconds, not a quarter of the batch's time.
 
 Pillow and NumPy only (no matplotlib), so the batch command can draw overlays in any installation.
 """
@@ -10,17 +12,18 @@ Pillow and NumPy only (no matplotlib), so the batch command can draw overlays in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_COLOR", "display_image", "overlay_rgb", "write_overlay_png"]
+__all__ = ["DEFAULT_COLOR", "display_image", "overlay_indexed", "overlay_rgb", "write_overlay_png"]
 
 #: Fill and contour colour (RGB) of the lung mask.
 DEFAULT_COLOR: tuple[int, int, int] = (255, 80, 40)
 
 
 def display_image(pixels: np.ndarray, max_side: int | None = 1024) -> np.ndarray:
-    """Window a radiograph to ``uint8`` for display and shrink it to at most ``max_side`` pixels.
+    """Shrink a radiograph to at most ``max_side`` pixels and window it to ``uint8`` for display.
 
     Args:
         pixels: ``(rows, cols)`` image in display polarity (bright = dense), any dtype.
@@ -32,28 +35,28 @@ def display_image(pixels: np.ndarray, max_side: int | None = 1024) -> np.ndarray
     from PIL import Image
 
     arr = np.asarray(pixels, dtype=np.float32)
-    step = max(1, int(np.sqrt(arr.size / 250_000)))  # percentiles from a ~250k-pixel subsample: fast and stable
+    if max_side is not None and max(arr.shape) > max_side:
+        factor = max_side / max(arr.shape)
+        size = (max(1, round(arr.shape[1] * factor)), max(1, round(arr.shape[0] * factor)))
+        arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr), mode="F").resize(size, Image.Resampling.BOX))
+    step = max(1, int(np.sqrt(arr.size / 65_536)))  # percentiles from a ~65k-pixel subsample: fast and stable
     sample = arr[::step, ::step]
     lo, hi = np.percentile(sample, [0.5, 99.5]) if sample.size else (0.0, 1.0)
     if hi <= lo:
         lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=1.0))
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    out = np.clip((arr - lo) * scale, 0, 255).astype(np.uint8)
-    if max_side is not None and max(out.shape) > max_side:
-        factor = max_side / max(out.shape)
-        size = (max(1, round(out.shape[1] * factor)), max(1, round(out.shape[0] * factor)))
-        out = np.asarray(Image.fromarray(out).resize(size, Image.Resampling.BOX))
-    return out
+    return np.clip((arr - lo) * scale, 0, 255).astype(np.uint8)
 
 
 def _fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
-    m = np.asarray(mask) > 0
+    m = np.asarray(mask)
     if m.shape == shape:
-        return m
-    small = Image.fromarray(m.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.BOX)
-    return np.asarray(small) >= 128
+        return m > 0
+    # nearest neighbour: the mask is only drawn at display size, and picking pixels is ~10x cheaper than averaging
+    small = Image.fromarray((m > 0).astype(np.uint8)).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+    return np.asarray(small) > 0
 
 
 def _contour(mask: np.ndarray) -> np.ndarray:
@@ -83,11 +86,46 @@ def overlay_rgb(
         ``uint8`` ``(h, w, 3)`` RGB image.
     """
     m = _fit_mask(mask, display.shape[:2])
-    rgb = np.repeat(display[..., None], 3, axis=2).astype(np.float32)
+    gray = np.asarray(display, dtype=np.uint8)
+    edge = _contour(m)
+    levels = np.arange(256, dtype=np.float32)
+    rgb = np.empty(gray.shape + (3,), dtype=np.uint8)
+    for c, value in enumerate(color):  # a 256-entry table per channel instead of float arithmetic per pixel
+        blended = np.clip(np.rint((1.0 - alpha) * levels + alpha * value), 0, 255).astype(np.uint8)
+        channel = np.where(m, blended[gray], gray)
+        channel[edge] = value
+        rgb[..., c] = channel
+    return rgb
+
+
+def overlay_indexed(
+    display: np.ndarray,
+    mask: np.ndarray,
+    color: tuple[int, int, int] = DEFAULT_COLOR,
+    alpha: float = 0.3,
+) -> Any:
+    """The overlay of :func:`overlay_rgb` as a palette image (one byte per pixel; what the batch writes).
+
+    The palette holds 128 grey levels, the same 128 levels tinted with ``color`` and the contour colour, so the
+    PNG encoder compresses a third of the bytes of an RGB image (the grey step of 2 is invisible at review size).
+
+    Returns:
+        A ``PIL.Image`` in mode ``"P"``.
+    """
+    from PIL import Image
+
+    m = _fit_mask(mask, display.shape[:2])
+    index = np.right_shift(np.asarray(display, dtype=np.uint8), 1)  # 0..127: grey
+    index[m] += 128  # 128..255: tinted grey
+    index[_contour(m)] = 255  # the contour (the brightest tinted grey is given up for it)
+    grey = np.arange(128, dtype=np.float32) * 2 + 0.5
     tint = np.asarray(color, dtype=np.float32)
-    rgb[m] = (1.0 - alpha) * rgb[m] + alpha * tint
-    rgb[_contour(m)] = tint
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    tinted = (1.0 - alpha) * grey[:, None] + alpha * tint[None, :]
+    palette = np.concatenate([np.repeat(grey[:, None], 3, axis=1), tinted])
+    palette[255] = tint
+    image = Image.fromarray(index, mode="P")
+    image.putpalette(np.clip(np.rint(palette), 0, 255).astype(np.uint8).ravel().tolist())
+    return image
 
 
 def write_overlay_png(
@@ -113,7 +151,10 @@ def write_overlay_png(
     Returns:
         The written path.
     """
-    from pipeline.io.writers import write_png
+    from pipeline.io.writers import atomic_path
 
     display = np.asarray(pixels, dtype=np.uint8) if prepared else display_image(pixels, max_side)
-    return write_png(path, overlay_rgb(display, mask, color, alpha))
+    image = overlay_indexed(display, mask, color, alpha)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", compress_level=1)  # review images: speed over bytes
+    return Path(path)

@@ -2,7 +2,7 @@
 
 from pipeline.io.formats import IMAGE_SUFFIXES, sniff_format
 from pipeline.io.image import ImageReadError, UnsupportedImageError, XRayImage
-from pipeline.io.readers import read_image, read_mask
+from pipeline.io.readers import read_image, read_mask, register_reader, registered_formats
 from pipeline.io.writers import atomic_path, write_mask_nifti, write_mask_png, write_png
 
 __all__ = [
@@ -13,6 +13,8 @@ __all__ = [
     "atomic_path",
     "read_image",
     "read_mask",
+    "register_reader",
+    "registered_formats",
     "sniff_format",
     "write_mask_nifti",
     "write_mask_png",

@@ -1,7 +1,14 @@
-"""Read any supported image or mask file into an :class:`XRayImage`, choosing the reader by content."""
+"""Read any supported image or mask file into an :class:`XRayImage`, choosing the reader by content.
+
+``io`` is the lowest layer: it reads PNG, JPEG, TIFF and NIfTI itself and keeps a small registry of readers for the
+other formats. :mod:`pipeline.dicom.reader` registers the DICOM reader (``register_reader("dicom", read_dicom)``)
+when it is imported, so DICOM support comes with ``import pipeline.dicom`` (which ``pipeline.transforms``,
+``pipeline.inference`` and the web application import) and ``io`` never imports ``dicom``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +16,28 @@ import numpy as np
 from pipeline.io.formats import sniff_format
 from pipeline.io.image import ImageReadError, UnsupportedImageError, XRayImage
 
-__all__ = ["read_image", "read_mask"]
+__all__ = ["ImageReader", "read_image", "read_mask", "register_reader", "registered_formats"]
+
+#: A reader: ``reader(path, voi=...)`` returns the image (``voi`` only matters for DICOM).
+ImageReader = Callable[..., XRayImage]
+
+_READERS: dict[str, ImageReader] = {}
+
+
+def register_reader(fmt: str, reader: ImageReader) -> None:
+    """Make :func:`read_image` read files that :func:`~pipeline.io.sniff_format` calls ``fmt`` with ``reader``.
+
+    Args:
+        fmt: a format name :func:`~pipeline.io.sniff_format` returns (e.g. ``"dicom"``).
+        reader: called as ``reader(path, voi=voi)``; returns an :class:`XRayImage` or raises
+            :class:`ImageReadError` / :class:`UnsupportedImageError`.
+    """
+    _READERS[str(fmt)] = reader
+
+
+def registered_formats() -> tuple[str, ...]:
+    """The formats :func:`read_image` reads now (the built-in ones and the registered ones)."""
+    return tuple(sorted(set(_READERS)))
 
 
 def _read_pil(path: Path, fmt: str) -> XRayImage:
@@ -61,8 +89,8 @@ def _read_nifti(path: Path) -> XRayImage:
 def read_image(path: str | Path, voi: bool = False) -> XRayImage:
     """Read a radiograph from PNG, JPEG, TIFF, DICOM (any extension) or NIfTI.
 
-    The format is decided by the file's content, not its name. DICOM goes through :func:`pipeline.dicom.read_dicom`
-    (modality LUT, optional VOI, MONOCHROME1 inversion). PNG/JPEG/TIFF go through Pillow (colour converted to
+    The format is decided by the file's content, not its name. DICOM goes through the registered reader,
+    :func:`pipeline.dicom.read_dicom` (modality LUT, optional VOI, MONOCHROME1 inversion). PNG/JPEG/TIFF go through Pillow (colour converted to
     luminance). NIfTI goes through nibabel and is transposed to rows x columns.
 
     Args:
@@ -82,14 +110,14 @@ def read_image(path: str | Path, voi: bool = False) -> XRayImage:
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes).")
     fmt = sniff_format(path)
-    if fmt in ("png", "jpeg", "tiff"):
-        return _read_pil(path, fmt)
+    reader = _READERS.get(fmt)
+    if reader is not None:
+        return reader(path, voi=voi)
     if fmt == "dicom":
-        from pipeline.dicom.reader import read_dicom
-
-        return read_dicom(path, voi=voi)
-    if fmt == "nifti":
-        return _read_nifti(path)
+        raise ImageReadError(
+            f"{path}: DICOM file, but no DICOM reader is registered; `import pipeline.dicom` (it registers "
+            "pipeline.dicom.read_dicom) before reading DICOM through pipeline.io.read_image."
+        )
     raise ImageReadError(
         f"{path}: not a recognised image (expected PNG, JPEG, TIFF, DICOM or NIfTI content, whatever the extension)."
     )
@@ -106,3 +134,8 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     img = read_image(path)
     return img.pixels.astype(np.int64)
+
+
+for _fmt in ("png", "jpeg", "tiff"):
+    register_reader(_fmt, lambda path, voi=False, _fmt=_fmt: _read_pil(Path(path), _fmt))
+register_reader("nifti", lambda path, voi=False: _read_nifti(Path(path)))

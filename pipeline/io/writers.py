@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,17 +13,33 @@ import numpy as np
 __all__ = ["atomic_path", "write_png", "write_mask_png", "write_mask_nifti"]
 
 
+def _create_partial(target: Path) -> Path:
+    """Create an empty, unique ``.<name>.<random>.partial`` file beside ``target``.
+
+    Created with ``os.open(..., 0o666)`` so the user's umask decides the mode (e.g. 0644), as for any file the user
+    writes; ``tempfile.mkstemp`` would give 0600, which survives the rename and hides results from other users and
+    services.
+    """
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.partial"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{target.parent}: could not create a unique temporary file for {target.name}.")
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed to ``target``, on error removed.
 
-    A crash never leaves a half-written file under the final name, so a rerun can trust what it finds.
+    A crash never leaves a half-written file under the final name, so a rerun can trust what it finds. The file gets
+    the mode the user's umask gives (e.g. 0644 under umask 022).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_partial(target)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

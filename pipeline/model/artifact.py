@@ -25,7 +25,6 @@ import copy
 import dataclasses
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,21 +291,15 @@ def _bare_weights_message(path: Path) -> str:
 
 
 def _atomic_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` into a temporary file beside ``path``, flushed, then renamed over it (mode from the umask)."""
+    """``torch.save`` through :func:`pipeline.io.writers.atomic_path` (temporary file, flushed, renamed; umask mode)."""
+    from pipeline.io.writers import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -11,13 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROJECT_ROOT", "TRACKED_PACKAGES", "file_sha256", "git_commit", "package_versions", "state_weights_sha256",
-           "weights_sha256"]
+__all__ = ["TRACKED_PACKAGES", "file_sha256", "git_commit", "package_versions", "state_weights_sha256", "weights_sha256"]
 
 logger = logging.getLogger(__name__)
-
-#: Root of the project checkout (the folder holding ``pipeline/``).
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 #: Distributions whose versions every run records (``version.<name>`` parameters).
 TRACKED_PACKAGES = ("torch", "monai", "pytorch-ignite", "numpy", "pydicom", "highdicom", "mlflow", "xray-seg-pipeline")
@@ -38,12 +34,18 @@ def package_versions(packages: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, 
     return versions
 
 
-def git_commit(repo: str | Path = PROJECT_ROOT) -> tuple[str, bool]:
+def git_commit(repo: str | Path | None = None) -> tuple[str, bool]:
     """The commit checked out in ``repo`` and whether the working tree has uncommitted changes.
+
+    Args:
+        repo: a folder inside the checkout. Defaults to the current folder (a bundle run starts in its bundle
+            folder, inside the project's checkout); the installed package's own location is never used.
 
     Returns:
         ``(sha, dirty)``; ``("unknown", False)`` outside a git checkout or without git.
     """
+
+    repo = Path.cwd() if repo is None else Path(repo)
 
     def git(*args: str) -> str:
         return subprocess.run(

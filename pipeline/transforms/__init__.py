@@ -2,6 +2,7 @@
 
 from pipeline.transforms.io import LoadXRay, LoadXRayd, to_metatensor
 from pipeline.transforms.label import NormalizeLabel, NormalizeLabeld
+from pipeline.transforms.resize import AntiAliasResize, AntiAliasResized
 from pipeline.transforms.presets import (
     INTENSITY_MODES,
     augmentation,
@@ -11,6 +12,8 @@ from pipeline.transforms.presets import (
 
 __all__ = [
     "INTENSITY_MODES",
+    "AntiAliasResize",
+    "AntiAliasResized",
     "LoadXRay",
     "LoadXRayd",
     "NormalizeLabel",

@@ -12,6 +12,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
+import pipeline.dicom.reader  # noqa: F401 - registers the DICOM reader with pipeline.io.read_image
 from pipeline.io import XRayImage, read_image
 
 __all__ = ["LoadXRay", "LoadXRayd"]

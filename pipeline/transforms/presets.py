@@ -31,6 +31,7 @@ from monai.transforms import (
 from pipeline.keys import Keys
 from pipeline.transforms.io import LoadXRayd
 from pipeline.transforms.label import NormalizeLabeld
+from pipeline.transforms.resize import AntiAliasResized
 
 __all__ = ["INTENSITY_MODES", "preprocessing", "augmentation", "restore_original_size"]
 
@@ -57,6 +58,10 @@ def preprocessing(
 ) -> list[Transform]:
     """Deterministic chain: load → normalise the mask → resize → scale intensity to [-1, 1].
 
+    The image is resized by :class:`~pipeline.transforms.resize.AntiAliasResized` (the numbers of MONAI's
+    ``Resized(mode="bilinear", anti_aliasing=True)``, with memory linear in the image size), the label by
+    ``Resized(mode="nearest")``. Training, evaluation and every inference entry point use this one chain.
+
     Args:
         image_size: side (or ``(rows, cols)``) the network sees. Defaults to 256.
         intensity: ``"minmax"`` or ``"percentile"`` (see :data:`INTENSITY_MODES`). Defaults to ``"minmax"``.
@@ -75,14 +80,11 @@ def preprocessing(
         chain.append(LoadXRayd(keys=keys, voi=voi))
     if with_label:
         chain.append(NormalizeLabeld(keys=Keys.LABEL.value, num_classes=num_classes))
-    chain.append(
-        Resized(
-            keys=keys,
-            spatial_size=size,
-            mode=("bilinear", "nearest")[: len(keys)],
-            anti_aliasing=(True, False)[: len(keys)],
-        )
-    )
+    # the image: MONAI's anti-aliased bilinear resize, computed with banded sparse operators (same numbers, linear
+    # memory); the label: nearest neighbour, never smoothed
+    chain.append(AntiAliasResized(keys=Keys.IMAGE.value, spatial_size=size))
+    if with_label:
+        chain.append(Resized(keys=Keys.LABEL.value, spatial_size=size, mode="nearest", anti_aliasing=False))
     chain.append(_intensity(Keys.IMAGE.value, intensity))
     chain.append(EnsureTyped(keys=keys, dtype=torch.float32, track_meta=True))
     return chain

@@ -8,6 +8,7 @@ makes one from an image, its mask and (when known) its probability map.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,7 +26,16 @@ from pipeline.web.images import (
     probability_rgb,
 )
 
-__all__ = ["LOW_CONFIDENCE", "QC_FLAG_TEXT", "CaseView", "Download", "build_case_view", "is_low_confidence"]
+__all__ = [
+    "LOW_CONFIDENCE",
+    "QC_FLAG_TEXT",
+    "SCORE_HELP",
+    "CaseView",
+    "Download",
+    "build_case_view",
+    "download_stem",
+    "is_low_confidence",
+]
 
 #: Confidence (mean max-probability at network resolution) below which a case is marked for review. A trained lung
 #: model is uncertain only along the lung borders (about 3 % of the pixels), which keeps its confidence above 0.95.
@@ -39,6 +49,31 @@ QC_FLAG_TEXT: dict[str, str] = {
     "area_fraction": "implausible lung area for the image",
     "lr_imbalance": "left and right lungs very unequal",
 }
+
+
+#: One line per number on the page: what it measures and what is normal.
+SCORE_HELP: dict[str, str] = {
+    "confidence": "mean of the larger class probability per pixel at the network's resolution; 1 = certain "
+                  f"everywhere, below {LOW_CONFIDENCE} the case is marked for review",
+    "mean entropy": "average uncertainty (binary entropy, 0-1 bit) of every pixel at the network's resolution; "
+                    "a good lung mask is uncertain only along its border (typically below 0.05)",
+    "uncertainty": "share of pixels whose probability is between 0.25 and 0.75 (neither lung nor background); "
+                   "typically below 0.03",
+    "components": "connected lung regions of the mask at the network's resolution (small specks removed); two "
+                  "lungs = 2",
+    "components (full size)": "connected regions of the mask at the film's size, every speck counted",
+    "area fraction": "share of the image covered by lung; chest films usually 0.15-0.45",
+    "lung area": "mask pixels times the pixel area (cm² only when the DICOM states the pixel spacing)",
+}
+
+
+def download_stem(name: str) -> str:
+    """A download file stem derived from the input's (already reduced) name: ``"Chest 01.dcm"`` -> ``"Chest_01"``."""
+    import re
+
+    stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")
+    return stem[:60] or "radiograph"
 
 
 def is_low_confidence(confidence: float | None) -> bool:
@@ -99,6 +134,14 @@ class CaseView:
         index: manifest row index (batch cases).
         prev_index: previous case in review order (batch cases).
         next_index: next case in review order (batch cases).
+        pixels_url: the full-bit-depth pixels for the viewer (:func:`pipeline.web.pixels.pixel_payload`).
+        pixels_meta: their size, value mapping and window presets.
+        mask_full_url: the mask at the film's size (what the editor loads).
+        context: patient ID, study date, modality, view, series description (DICOM; on the page only).
+        score_help: one line per score saying what it measures.
+        qc_reasons: the QC's own sentences about the flags, when the QC provides them.
+        review: the reader's latest decision, comment and whether a correction was saved (batch cases).
+        download_stem: the stem of download file names, derived from the input's name.
     """
 
     title: str
@@ -130,6 +173,14 @@ class CaseView:
     index: int | None = None
     prev_index: int | None = None
     next_index: int | None = None
+    pixels_url: str = ""
+    pixels_meta: dict[str, Any] = field(default_factory=dict)
+    mask_full_url: str = ""
+    context: dict[str, str] = field(default_factory=dict)
+    score_help: dict[str, str] = field(default_factory=dict)
+    qc_reasons: list[str] = field(default_factory=list)
+    review: dict[str, Any] = field(default_factory=dict)
+    download_stem: str = "radiograph"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (NaN and infinities become ``None``)."""
@@ -161,6 +212,7 @@ def build_case_view(
     prob: np.ndarray | None = None,
     binary: bool = True,
     quality: dict[str, Any] | None = None,
+    pixel_sink: Callable[[bytes], str] | None = None,
     **fields: Any,
 ) -> CaseView:
     """Render the pictures and numbers of one case.
@@ -173,16 +225,24 @@ def build_case_view(
         binary: the mask is a 0/1 lung mask (PNG download as 0/255) rather than a class map.
         quality: confidence and QC as the batch computes them (``confidence``, ``qc_flags``, ``mean_entropy``,
             ``uncertainty``, ``n_components``, ``area_fraction``).
+        pixel_sink: takes the compressed full-bit-depth pixels and returns the URL the page fetches them from;
+            ``None`` embeds them as a ``data:`` URL (uploads keep nothing on the server).
         fields: other :class:`CaseView` attributes (``model_name``, ``downloads``, ``notes``, ...).
 
     Returns:
         The view; mask and overlay downloads are added as ``data:`` URLs.
     """
+    from pipeline.web.pixels import pixel_payload
+
     display, window = display_window(image)
     shape = (int(display.shape[0]), int(display.shape[1]))
+    fields.setdefault("download_stem", download_stem(title))
     view = CaseView(title=title, format=image.format, rows=image.shape[0], cols=image.shape[1],
-                    spacing_mm=image.spacing, window=window, **fields)
+                    spacing_mm=image.spacing, window=window, score_help=dict(SCORE_HELP), **fields)
     view.image_url = data_url(png_bytes(display))
+    payload, view.pixels_meta = pixel_payload(image, stored_8bit=window.startswith("8-bit"))
+    view.pixels_url = pixel_sink(payload) if pixel_sink else data_url(payload, "application/octet-stream")
+    full_scores: dict[str, float | int | None] = {}
     if prob is not None:
         view.probability_url = data_url(png_bytes(probability_rgb(prob, shape)))
     if mask is not None:
@@ -195,10 +255,19 @@ def build_case_view(
         if image.spacing:
             view.lung_area_cm2 = area * image.spacing[0] * image.spacing[1] / 100.0
         mask_png = mask_png_bytes(mask, binary=binary)
+        view.mask_full_url = view.mask_full_url or data_url(mask_png)
+        stem = view.download_stem
         view.downloads[:0] = [
-            Download("mask_png", "Mask (PNG, original size)", "lung_mask.png", data_url(mask_png), len(mask_png)),
-            Download("overlay_png", "Overlay (PNG)", "lung_overlay.png", view.overlay_url, len(overlay)),
+            Download("mask_png", "Mask (PNG, original size)", f"{stem}_lung_mask.png", data_url(mask_png),
+                     len(mask_png)),
+            Download("overlay_png", "Overlay (PNG)", f"{stem}_lung_overlay.png", view.overlay_url, len(overlay)),
         ]
+        try:
+            from scipy import ndimage
+
+            full_scores["components (full size)"] = int(ndimage.label(np.asarray(mask) > 0)[1])
+        except Exception:  # noqa: BLE001 - an extra number, never worth failing the page
+            pass
     if quality:
         view.confidence = _finite(quality.get("confidence"))
         view.low_confidence = is_low_confidence(view.confidence)
@@ -209,4 +278,12 @@ def build_case_view(
             "components": _finite(quality.get("n_components")),
             "area fraction": _finite(quality.get("area_fraction")),
         }
+        reasons = quality.get("qc_reasons")
+        if isinstance(reasons, dict):
+            view.qc_reasons = [f"{k}: {v}" for k, v in reasons.items()]
+        elif isinstance(reasons, (list, tuple)):
+            view.qc_reasons = [str(r) for r in reasons]
+        elif isinstance(reasons, str) and reasons:
+            view.qc_reasons = [r for r in reasons.split(";") if r]
+    view.scores.update(full_scores)
     return view

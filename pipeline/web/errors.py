@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 _TITLES = {
     400: "Bad request",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     413: "File too large",
@@ -39,13 +40,16 @@ class WebError(Exception):
         status: HTTP status code.
         message: what went wrong and what to do, in one or two sentences (no paths, no internals).
         title: short heading; defaults to the usual name of ``status``.
+        headers: extra response headers (e.g. ``Retry-After`` of a 503).
     """
 
-    def __init__(self, status: int, message: str, title: str | None = None) -> None:
+    def __init__(self, status: int, message: str, title: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = int(status)
         self.message = message
         self.title = title or _TITLES.get(self.status, "Error")
+        self.headers = dict(headers or {})
 
 
 def too_large_message(limit_bytes: int | None) -> str:
@@ -61,7 +65,7 @@ def wants_json(path: str, accept: str) -> bool:
 
 
 def error_response(request: Request | None, status: int, message: str, title: str | None = None,
-                   path: str = "", accept: str = "") -> Response:
+                   path: str = "", accept: str = "", headers: dict[str, str] | None = None) -> Response:
     """The error answer, as HTML (error page) or JSON.
 
     Args:
@@ -71,11 +75,12 @@ def error_response(request: Request | None, status: int, message: str, title: st
         title: heading; defaults to the usual name of ``status``.
         path: request path when ``request`` is ``None``.
         accept: ``Accept`` header when ``request`` is ``None``.
+        headers: extra headers of the answer.
     """
     title = title or _TITLES.get(status, "Error")
     if request is not None:
         path, accept = request.url.path, request.headers.get("accept", "")
-    headers = {"Cache-Control": "no-store"}
+    headers = {"Cache-Control": "no-store", **(headers or {})}
     if wants_json(path, accept):
         return JSONResponse({"error": title, "message": message, "status": status}, status, headers=headers)
     state = getattr(getattr(request, "app", None), "state", None)
@@ -97,7 +102,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> Response:
-        return error_response(request, exc.status, exc.message, exc.title)
+        return error_response(request, exc.status, exc.message, exc.title, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -15,8 +15,6 @@ Review order (:func:`review_order`):
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import threading
 from collections.abc import Sequence
@@ -26,17 +24,18 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.dicom.manifest import read_manifest
+from pipeline.inference.outputs import REVIEW_FILES
 from pipeline.inference.predictor import Predictor
-from pipeline.web.case import CaseView, Download, build_case_view, is_low_confidence
+from pipeline.web.case import CaseView, Download, build_case_view, download_stem, is_low_confidence
 from pipeline.web.errors import WebError
 
 __all__ = ["FILE_KINDS", "PAGE_SIZE", "BatchResults", "ReviewRow", "filter_rows", "review_order"]
 
-#: Files a case may serve: URL kind -> (manifest column, media type, download label).
+#: Files a case may serve: URL kind -> (manifest column, media type, download label), from the one table of output
+#: kinds (:data:`pipeline.inference.outputs.REVIEW_FILES`).
 FILE_KINDS: dict[str, tuple[str, str, str]] = {
-    "mask": ("mask_png", "image/png", "Mask (PNG, original size)"),
-    "overlay": ("overlay", "image/png", "Overlay (PNG)"),
-    "seg": ("seg", "application/dicom", "DICOM SEG"),
+    name: (kind.column, kind.media_type, kind.label) for name, kind in REVIEW_FILES.items()
 }
 
 #: Rows per page of the listing.
@@ -79,6 +78,9 @@ class ReviewRow:
         lung_area_px: lung area in pixels.
         has_overlay: the batch wrote an overlay (thumbnail).
         data: the raw manifest row.
+        decision: the reader's latest decision (:data:`pipeline.web.decisions.DECISIONS`), filled by the app.
+        comment: its comment.
+        corrected: a corrected mask was saved for this case.
     """
 
     index: int
@@ -94,6 +96,9 @@ class ReviewRow:
     lung_area_px: float | None
     has_overlay: bool
     data: dict[str, Any] = field(repr=False, default_factory=dict)
+    decision: str = ""
+    comment: str = ""
+    corrected: bool = False
 
     @property
     def low_confidence(self) -> bool:
@@ -139,14 +144,17 @@ def review_order(rows: Sequence[ReviewRow]) -> list[ReviewRow]:
     return sorted(rows, key=lambda r: (r.priority, r.confidence if r.confidence is not None else -1.0, r.index))
 
 
-def filter_rows(rows: Sequence[ReviewRow], status: str = "", review: bool = False, text: str = "") -> list[ReviewRow]:
+def filter_rows(rows: Sequence[ReviewRow], status: str = "", review: bool = False, text: str = "",
+                decision: str = "") -> list[ReviewRow]:
     """Keep the rows that match every given filter.
 
     Args:
         rows: rows (order kept).
         status: ``ok``, ``skipped``, ``error``, or empty for all.
         review: only segmented cases that need review (QC flags or low confidence).
-        text: case-insensitive text searched in the file name, UID, status, code, reason and flags.
+        text: case-insensitive text searched in the file name, UID, status, code, reason, flags and comment.
+        decision: a decision (``accept``, ``reject``, ``needs_correction``), ``undecided``, ``corrected``, or
+            empty for all.
     """
     needle = text.strip().lower()
     out = []
@@ -155,8 +163,15 @@ def filter_rows(rows: Sequence[ReviewRow], status: str = "", review: bool = Fals
             continue
         if review and not row.needs_review:
             continue
+        if decision == "undecided" and row.decision:
+            continue
+        if decision == "corrected" and not row.corrected:
+            continue
+        if decision not in ("", "undecided", "corrected") and row.decision != decision:
+            continue
         if needle:
-            haystack = " ".join([row.name, row.sop_instance_uid, row.status, row.code, row.reason, *row.flags]).lower()
+            haystack = " ".join([row.name, row.sop_instance_uid, row.status, row.code, row.reason, *row.flags,
+                                 row.comment]).lower()
             if needle not in haystack:
                 continue
         out.append(row)
@@ -185,27 +200,7 @@ class BatchResults:
 
     # ---- reading ------------------------------------------------------------------------------------------------
     def _read(self) -> tuple[list[dict[str, Any]], str]:
-        from pipeline.dicom.manifest import load_journal
-
-        jsonl, csv_path = self.folder / "manifest.jsonl", self.folder / "manifest.csv"
-        if jsonl.is_file():
-            rows = []
-            for line in jsonl.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    rows.append(row)
-            return rows, "manifest.jsonl"
-        if csv_path.is_file():
-            with open(csv_path, newline="", encoding="utf-8") as f:
-                return list(csv.DictReader(f)), "manifest.csv"
-        journal = load_journal(self.folder)
-        if journal:
-            rows = sorted(journal.values(), key=lambda r: str(r.get("path", "")))
-            return rows, "journal (the batch has not finished: no manifest yet)"
-        return [], ""
+        return read_manifest(self.folder)
 
     def _stamp(self) -> tuple[Any, ...]:
         stamp = []
@@ -291,8 +286,29 @@ class BatchResults:
                 return None, True
         return None, True
 
+    def stored_mask(self, index: int) -> tuple[np.ndarray | None, bool]:
+        """The mask the batch stored for case ``index`` (PNG, else SEG) as a label map, and whether it is binary."""
+        return self._stored_mask(index)
+
+    def image_shape(self, index: int) -> tuple[int, int]:
+        """``(rows, cols)`` of case ``index``'s input image (from its header; the input is not decoded).
+
+        Raises:
+            WebError: 404 when the input is gone or unreadable.
+        """
+        from pipeline.io import sniff_format
+        from pipeline.web.capacity import claimed_pixels
+
+        path = Path(str(self.row(index).data.get("path") or ""))
+        try:
+            rows, cols, _ = claimed_pixels(path, sniff_format(path) or "")
+        except (WebError, OSError) as err:
+            raise WebError(404, f"The input image of case {index} is no longer readable.", "Input gone") from err
+        return rows, cols
+
     # ---- one case -----------------------------------------------------------------------------------------------
-    def case_view(self, index: int, predictor: Predictor | None = None) -> CaseView:
+    def case_view(self, index: int, predictor: Predictor | None = None,
+                  pixel_sink: Any = None) -> CaseView:
         """The detail view of case ``index``: the stored mask and manifest numbers over the input image.
 
         The radiograph is read again from the input path the manifest records (a server-side path, never a client
@@ -315,12 +331,13 @@ class BatchResults:
             "sop_instance_uid": row.sop_instance_uid,
             "index": index,
             "notes": [],
+            "download_stem": download_stem(row.name),
         }
         downloads = []
         for kind, (_, _, label) in FILE_KINDS.items():
             stored = self._optional(index, kind)
             if stored is not None:  # stored names are UID-based (the batch never uses input names)
-                name = stored.name if kind == "seg" else f"{stored.stem}_{kind}{stored.suffix}"
+                name = f"{download_stem(row.name)}_{'lung_' if kind != 'seg' else ''}{kind}{stored.suffix}"
                 downloads.append(Download(kind, label, name, f"/batch/files/{index}/{kind}", stored.stat().st_size))
         if row.status != "ok":
             return CaseView(title=row.name, format=row.format, downloads=downloads, **fields)
@@ -351,7 +368,15 @@ class BatchResults:
             same = (predictor.model_name, predictor.model_version) == (fields["model_name"], fields["model_version"])
             fields["notes"].append(f"Probability map recomputed by {made_by}" + (
                 "." if same else "; the batch used another model, so it may differ from the stored mask."))
-        view = build_case_view(row.name, image, mask, foreground, binary=binary, quality=quality, **fields)
+        from pipeline.web.pixels import dicom_context
+
+        if image.format == "dicom":
+            fields["context"] = dicom_context(str(data.get("path") or ""))
+        if self._optional(index, "mask") is not None:
+            fields["mask_full_url"] = f"/batch/files/{index}/mask"
+        quality["qc_reasons"] = data.get("qc_reasons")
+        view = build_case_view(row.name, image, mask, foreground, binary=binary, quality=quality,
+                               pixel_sink=pixel_sink, **fields)
         view.downloads = downloads
         if row.has_overlay:
             view.overlay_url = f"/batch/files/{index}/overlay"

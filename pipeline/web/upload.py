@@ -28,9 +28,10 @@ import numpy as np
 
 from pipeline.inference.predictor import Predictor
 from pipeline.io import ImageReadError, UnsupportedImageError, XRayImage, read_image, sniff_format
-from pipeline.web.case import CaseView, Download, build_case_view
+from pipeline.web.case import CaseView, Download, build_case_view, download_stem
 from pipeline.web.errors import WebError, error_response, too_large_message
 from pipeline.web.images import data_url
+from pipeline.web.pixels import dicom_context
 from pipeline.web.inference import segment_image
 
 __all__ = [
@@ -198,7 +199,8 @@ def _read(path: Path, voi: bool) -> XRayImage:
     return image
 
 
-def _seg_download(path: Path, mask: np.ndarray, predictor: Predictor, notes: list[str]) -> Download | None:
+def _seg_download(path: Path, mask: np.ndarray, predictor: Predictor, notes: list[str],
+                  display: str = "") -> Download | None:
     """The DICOM SEG of an uploaded DICOM, built in memory; ``None`` (and a note) when it cannot be made."""
     import io
 
@@ -221,7 +223,8 @@ def _seg_download(path: Path, mask: np.ndarray, predictor: Predictor, notes: lis
         notes.append(f"No DICOM SEG: it could not be built from this file's header ({type(err).__name__}).")
         return None
     data = buffer.getvalue()
-    return Download("seg", "DICOM SEG", seg_filename(header), data_url(data, "application/dicom"), len(data))
+    return Download("seg", "DICOM SEG", f"{download_stem(display)}_seg.dcm" if display else seg_filename(header),
+                    data_url(data, "application/dicom"), len(data))
 
 
 def _selection_note(path: Path) -> str | None:
@@ -238,7 +241,7 @@ def _selection_note(path: Path) -> str | None:
     return None if selected else f"The batch command would skip this file ({reason}); the model may not fit it."
 
 
-def segment_upload(predictor: Predictor, path: Path, title: str) -> CaseView:
+def segment_upload(predictor: Predictor, path: Path, title: str, max_pixels: int | None = None) -> CaseView:
     """Segment an uploaded file (already saved at ``path``) and render its detail view.
 
     The file is read by :func:`pipeline.io.read_image` (owned DICOM photometrics) and segmented by
@@ -248,14 +251,19 @@ def segment_upload(predictor: Predictor, path: Path, title: str) -> CaseView:
         predictor: the Predictor.
         path: the saved upload.
         title: page heading (the sanitised client file name).
+        max_pixels: pixel limit checked on the header before decoding (``None``: the batch's default).
 
     Returns:
         The view, with every picture and download inline.
 
     Raises:
-        WebError: 400/415 for empty, unrecognised, unreadable or unsupported files.
+        WebError: 400/415 for empty, unrecognised, unreadable or unsupported files; 413 for images whose header
+            claims more pixels than ``max_pixels``.
     """
+    from pipeline.web.capacity import check_upload_pixels
+
     fmt = check_content(path)
+    check_upload_pixels(path, fmt, max_pixels)
     t0 = time.perf_counter()
     image = _read(path, bool(predictor.voi))
     t1 = time.perf_counter()
@@ -267,7 +275,7 @@ def segment_upload(predictor: Predictor, path: Path, title: str) -> CaseView:
         note = _selection_note(path)
         if note:
             notes.append(note)
-        seg = _seg_download(path, result.mask, predictor, notes)
+        seg = _seg_download(path, result.mask, predictor, notes, title)
         if seg is not None:
             downloads.append(seg)
     view = build_case_view(
@@ -283,6 +291,7 @@ def segment_upload(predictor: Predictor, path: Path, title: str) -> CaseView:
         sop_instance_uid=str(image.meta.get("SOPInstanceUID", "")),
         downloads=downloads,
         notes=notes,
+        context=dicom_context(path) if fmt == "dicom" else {},
     )
     view.seconds = {"read": t1 - t0, "segment": t2 - t1, "total": time.perf_counter() - t0}
     logger.info("upload segmented: %s %dx%d, %.2f s, flags %s", fmt, image.shape[0], image.shape[1],

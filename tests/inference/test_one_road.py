@@ -66,7 +66,8 @@ def test_every_entry_point_gives_the_same_mask(model_file, inputs, tmp_path):
 
     from pipeline.web import create_app
 
-    with TestClient(create_app(load_predictor(path, device="cpu", amp=False), upload_tmp_dir=tmp_path / "up")) as client:
+    app = create_app(load_predictor(path, device="cpu", amp=False), upload_tmp_dir=tmp_path / "up")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         for name, p in inputs.items():
             response = client.post("/api/predict", files={"file": (p.name, p.read_bytes(), "application/octet-stream")})
             assert response.status_code == 200, response.text[:300]

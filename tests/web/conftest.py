@@ -3,6 +3,8 @@ batch output folder written by :class:`pipeline.inference.BatchRunner`."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +81,37 @@ def batch_dir(tmp_path_factory) -> Path:
     Image.fromarray(255 - films[4]).save(inputs / "z_inverted.png")
     oracle = Predictor(TwoLungOracle(64), image_size=64, device="cpu", model_name="oracle", model_version="1")
     runner = BatchRunner(oracle, root / "out", outputs=("seg", "png", "overlay"), workers=0, writers=0,
-                         fast_preprocess=False, progress=False)
+                         progress=False)
     summary = runner.run([inputs])
     assert summary.counts == {"ok": 4, "skipped": 1, "error": 1}, summary.counts
     return root / "out"
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, wait_s: float = 60.0) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn on a free 127.0.0.1 port in a thread; yields the base URL.
+
+    uvicorn is started without its own logging configuration, so its records reach pytest's ``caplog``.
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="info", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + wait_s
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

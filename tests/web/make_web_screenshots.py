@@ -95,11 +95,23 @@ def main() -> None:
         driver.get(url + "/")
         driver.find_element(By.ID, "file-input").send_keys(str(upload))
         driver.find_element(By.ID, "submit-button").click()
-        wait.until(lambda d: d.find_elements(By.ID, "mask-layer"))
+        wait.until(lambda d: d.find_elements(By.ID, "viewer")
+                   and d.find_element(By.ID, "viewer").get_attribute("data-mask-ready") == "1")
         driver.execute_script("const s = document.getElementById('opacity'); s.value = 45;"
                               "s.dispatchEvent(new Event('input'));")
         time.sleep(0.5)
         driver.save_screenshot(str(args.out / "web_upload.png"))
+        driver.get(url + "/batch/case/0")
+        wait.until(lambda d: d.find_element(By.ID, "viewer").get_attribute("data-ready") == "1")
+        driver.find_element(By.ID, "decision-needs_correction").click()
+        driver.find_element(By.ID, "review-comment").send_keys("right costophrenic angle cut off")
+        driver.find_element(By.ID, "review-save").click()
+        wait.until(lambda d: "saved=1" in d.current_url)
+        wait.until(lambda d: d.find_element(By.ID, "viewer").get_attribute("data-ready") == "1")
+        driver.find_element(By.CSS_SELECTOR, "body").send_keys("l")  # lung window
+        driver.find_element(By.CSS_SELECTOR, "[data-tool='brush']").click()
+        time.sleep(0.5)
+        driver.save_screenshot(str(args.out / "web_case.png"))
         driver.get(url + "/batch")
         wait.until(lambda d: d.execute_script(
             "return [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0);"))
@@ -107,10 +119,18 @@ def main() -> None:
         driver.set_window_size(1360, min(int(height) + 140, 2000))  # the whole list, errors and skipped included
         time.sleep(0.5)
         driver.save_screenshot(str(args.out / "web_batch.png"))
+        driver.set_window_size(1360, 860)
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+        for page, name in (("/batch", "web_phone_batch.png"), ("/batch/case/0", "web_phone_case.png")):
+            driver.get(url + page)
+            time.sleep(1.5)
+            driver.save_screenshot(str(args.out / name))
     finally:
         driver.quit()
         server.should_exit = True
-    print(f"wrote {args.out / 'web_upload.png'} and {args.out / 'web_batch.png'} (work folder {work})")
+    print(f"wrote web_upload.png, web_case.png, web_batch.png, web_phone_batch.png, web_phone_case.png in {args.out} "
+          f"(work folder {work})")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def upload_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def client(predictor, batch_dir, upload_root):
     app = create_app(predictor, results_dir=batch_dir, max_upload_mb=2, upload_tmp_dir=upload_root)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -72,7 +72,7 @@ def test_upload_png_returns_overlay_and_stats(client, jsrt_png, upload_root):
     page = client.post("/predict", files={"file": ("chest.png", jsrt_png.read_bytes(), "image/png")},
                        headers={"accept": "text/html"})
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
-    for marker in ('id="mask-layer"', 'id="opacity"', 'id="prob-map"', 'id="download-mask_png"', "tiny-test-unet",
+    for marker in ('id="mask-layer"', 'id="opacity"', 'id="prob-layer"', 'id="download-mask_png"', "tiny-test-unet",
                    "pixel spacing unknown"):
         assert marker in page.text, marker
 
@@ -99,7 +99,7 @@ def test_monochrome1_dicom_upload_gives_display_polarity_cm2_and_seg(client, mon
 def test_oversized_upload_refused_with_413(predictor, jsrt_png, tmp_path):
     uploads = tmp_path / "uploads"
     app = create_app(predictor, max_upload_mb=0.02, upload_tmp_dir=uploads)  # 20 kB; the film is ~50 kB
-    with TestClient(app) as small:
+    with TestClient(app, base_url="http://127.0.0.1") as small:
         body = jsrt_png.read_bytes()
         api = small.post("/api/predict", files={"file": ("chest.png", body, "image/png")})
         assert_clean_error(api, 413)
@@ -203,7 +203,7 @@ class _Exploding(nn.Module):
 def test_no_stack_traces_in_error_responses(jsrt_png, tmp_path):
     broken = Predictor(_Exploding(), image_size=64, device="cpu")
     app = create_app(broken, upload_tmp_dir=tmp_path / "uploads")
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
         for headers in ({"accept": "application/json"}, {"accept": "text/html"}):
             response = c.post("/predict", files={"file": ("chest.png", jsrt_png.read_bytes(), "image/png")},
                               headers=headers)
@@ -227,7 +227,7 @@ def test_serve_command_binds_localhost_and_loads_the_checkpoint(tmp_path):
     torch.save(get_network("basic_unet", features=(4, 4, 8, 16, 32, 4)).state_dict(), checkpoint)
     args = parser.parse_args(["serve", "--model", str(checkpoint), "--override", "image_size=64", "--override",
                               "network_kwargs={'features': [4, 4, 8, 16, 32, 4]}", "--max-upload-mb", "5"])
-    with TestClient(build_app(args)) as c:
+    with TestClient(build_app(args), base_url="http://127.0.0.1") as c:
         health = c.get("/api/health").json()
         assert health["model_version"].startswith("sha256:") and health["batch"] is False
         assert "up to 5 MB" in c.get("/").text

@@ -153,22 +153,22 @@ def test_upload_jsrt_png_shows_overlay_and_the_slider_sets_its_opacity(browser, 
 
     driver, _ = browser
     upload(driver, server["url"], jsrt_png)
-    wait(driver, lambda d: image_loaded(d, "#xray") and image_loaded(d, "#mask-layer"))
+    wait(driver, lambda d: image_loaded(d, "#xray") and css(d, "#viewer").get_attribute("data-mask-ready") == "1")
     assert css(driver, "#case-title").text == jsrt_png.name
     assert "tiny-test-unet" in css(driver, "#case-model").text
     assert "px" in css(driver, "#lung-area").text and css(driver, "#confidence").text
-    assert image_loaded(driver, "#prob-map") and image_loaded(driver, "#contour-layer")
-    assert opacity(driver, "#mask-layer") == pytest.approx(0.35)
+    assert image_loaded(driver, "#prob-layer") and image_loaded(driver, "#contour-layer")
+    assert opacity(driver, "#mask-canvas") == pytest.approx(0.35)
 
     slider = css(driver, "#opacity")
     slider.send_keys(Keys.END)  # keyboard moves fire the same input events as a drag
-    wait(driver, lambda d: opacity(d, "#mask-layer") == pytest.approx(1.0))
+    wait(driver, lambda d: opacity(d, "#mask-canvas") == pytest.approx(1.0))
     for _ in range(20):
         slider.send_keys(Keys.ARROW_LEFT)
-    wait(driver, lambda d: opacity(d, "#mask-layer") == pytest.approx(0.8))
+    wait(driver, lambda d: opacity(d, "#mask-canvas") == pytest.approx(0.8))
     assert css(driver, "#opacity-value").text == "80%"
     slider.send_keys(Keys.HOME)
-    wait(driver, lambda d: opacity(d, "#mask-layer") == pytest.approx(0.0))
+    wait(driver, lambda d: opacity(d, "#mask-canvas") == pytest.approx(0.0))
     assert list(server["uploads"].iterdir()) == []
 
 
@@ -190,7 +190,7 @@ def test_upload_monochrome1_dicom_and_download_its_seg(browser, server, mono1_di
     seg_link.click()
     css(driver, "#download-mask_png").click()
     seg_path = downloaded(downloads, seg_name)
-    mask_png = np.asarray(Image.open(downloaded(downloads, "lung_mask.png"))) > 0
+    mask_png = np.asarray(Image.open(downloaded(downloads, "chest_mono1_lung_mask.png"))) > 0
     seg = hd.seg.segread(str(seg_path))
     assert "not for clinical use" in seg.SeriesDescription
     assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "39607008"  # lung
@@ -213,7 +213,8 @@ def test_batch_review_lists_the_flagged_case_first_and_opens_it(browser, server)
     wait(driver, lambda d: image_loaded(d, "#batch-table tbody tr.case-row img.thumb"))
 
     first.find_element("css selector", "a.case-link").click()
-    wait(driver, lambda d: d.find_elements("css selector", "#case") and image_loaded(d, "#mask-layer"))
+    wait(driver, lambda d: d.find_elements("css selector", "#case") and image_loaded(d, "#mask-layer")
+         and css(d, "#viewer").get_attribute("data-ready") == "1")
     assert css(driver, "#case").get_attribute("data-origin") == "batch"
     assert css(driver, "#qc-flags").text.startswith("components")
     assert driver.find_elements("css selector", "#next-case")

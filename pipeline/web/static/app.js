@@ -1,4 +1,4 @@
-// xray-seg review pages: upload drop zone, overlay opacity slider, filters. No framework, no build step.
+// xray-seg review pages: upload drop zone, filters, case navigation. No framework, no build step (viewer.js: viewer).
 (function () {
   "use strict";
 
@@ -56,28 +56,6 @@
     });
   }
 
-  function setupViewer() {
-    var slider = document.getElementById("opacity");
-    var mask = document.getElementById("mask-layer");
-    if (!slider || !mask) { return; }
-    var output = document.getElementById("opacity-value");
-    var outline = document.getElementById("outline");
-    var contour = document.getElementById("contour-layer");
-    function apply() {
-      var value = Math.max(0, Math.min(100, parseInt(slider.value, 10) || 0));
-      mask.style.opacity = String(value / 100);
-      if (output) { output.textContent = value + "%"; }
-    }
-    slider.addEventListener("input", apply);
-    slider.addEventListener("change", apply);
-    if (outline && contour) {
-      var toggle = function () { contour.style.display = outline.checked ? "" : "none"; };
-      outline.addEventListener("change", toggle);
-      toggle();
-    }
-    apply();
-  }
-
   function setupFilters() {
     var form = document.getElementById("filters");
     if (!form) { return; }
@@ -89,15 +67,16 @@
   function setupKeys() {
     document.addEventListener("keydown", function (event) {
       var tag = (event.target && event.target.tagName) || "";
-      if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA" || event.altKey || event.ctrlKey || event.metaKey) {
+      if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA" || tag === "BUTTON" || event.altKey || event.ctrlKey || event.metaKey) {
         return;
       }
       var link = null;
-      if (event.key === "ArrowRight" || event.key === "j") { link = document.getElementById("next-case"); }
-      if (event.key === "ArrowLeft" || event.key === "k") { link = document.getElementById("prev-case"); }
+      var arrows = !document.getElementById("viewer");  // in the case viewer the arrows pan the film
+      if ((arrows && event.key === "ArrowRight") || event.key === "j") { link = document.getElementById("next-case"); }
+      if ((arrows && event.key === "ArrowLeft") || event.key === "k") { link = document.getElementById("prev-case"); }
       if (link) { window.location.href = link.href; }
     });
   }
 
-  ready(function () { setupUpload(); setupViewer(); setupFilters(); setupKeys(); });
+  ready(function () { setupUpload(); setupFilters(); setupKeys(); });
 })();
