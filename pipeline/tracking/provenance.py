@@ -11,7 +11,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TRACKED_PACKAGES", "file_sha256", "git_commit", "package_versions", "state_weights_sha256", "weights_sha256"]
+__all__ = [
+    "TRACKED_PACKAGES",
+    "file_sha256",
+    "git_commit",
+    "package_versions",
+    "state_weights_sha256",
+    "weights_sha256",
+]
 
 logger = logging.getLogger(__name__)
 
