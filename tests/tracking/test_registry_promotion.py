@@ -112,6 +112,9 @@ def test_cli_promote_then_rollback(store, client, capsys):
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == "2"
     assert client.get_registered_model(MODEL_NAME).tags["champion_history"] == "1,2"
     assert client.get_model_version(MODEL_NAME, "2").tags["champion.reason"] == "test"
+    aliases = {alias: str(v) for alias, v in client.get_registered_model(MODEL_NAME).aliases.items()}
+    assert aliases == {"champion": "2"}  # the promoted challenger is no longer challenger
+    assert not [k for k in client.get_model_version(MODEL_NAME, "1").tags if k.startswith("champion.")]
 
     assert xray_seg([*base, "rollback", MODEL_NAME]) == 0
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == "1"
@@ -121,6 +124,7 @@ def test_cli_promote_then_rollback(store, client, capsys):
     capsys.readouterr()
     assert xray_seg([*base, "list", MODEL_NAME]) == 0
     table = capsys.readouterr().out
-    assert "challenger" in table and "champion" in table and "basic_unet-jsrt12-" in table
-    assert xray_seg([*base, "show", MODEL_NAME, "@challenger"]) == 0
-    assert json.loads(capsys.readouterr().out)["version"] == "2"
+    assert "champion" in table and "basic_unet-jsrt12-" in table
+    assert xray_seg([*base, "show", MODEL_NAME, "@champion"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == "1" and "rolled_back" in client.get_model_version(MODEL_NAME, "2").tags
