@@ -106,7 +106,7 @@ def training(code: Path, bundle: Path, data: Path, extra: list[str], log: Path, 
     """Start ``python -m monai.bundle run training --tracking mlflow`` in ``bundle`` with ``code`` on the path."""
     env = {**os.environ, "PYTHONPATH": str(code), "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "configs/train.yaml",
+    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "['configs/common.yaml','configs/train.yaml']",
                "--tracking", "mlflow", "--dataset_dir", str(data), *FAST, *extra]  # fmt: skip
     if uri:
         command += ["--tracking_uri", uri]
@@ -121,7 +121,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 data, lr, record, fast = sys.argv[1], float(sys.argv[2]), sys.argv[3], eval(sys.argv[4])
-workflow = ConfigWorkflow(config_file="configs/train.yaml", workflow_type=None, run_id="training",
+workflow = ConfigWorkflow(config_file=["configs/common.yaml", "configs/train.yaml"], workflow_type=None, run_id="training",
                           tracking="mlflow", bundle_root=".", dataset_dir=data, learning_rate=lr, **fast)
 workflow.initialize()
 validator = workflow.parser.get_parsed_content("validate#evaluator")

@@ -64,7 +64,7 @@ def train(workdir: Path, tracking: str | None, tracking_uri: str | None, before_
     settings = {**FAST, "output_dir": f"$'{workdir / 'eval'}'", "ckpt_dir": str(workdir / "models"), **overrides}
     if tracking_uri:
         settings["tracking_uri"] = tracking_uri
-    workflow = run_bundle("training", ["train.yaml"], tracking, before_run=before_run, **settings)
+    workflow = run_bundle("training", ["common.yaml", "train.yaml"], tracking, before_run=before_run, **settings)
     handler = tracking_handler(workflow)
     evaluator = workflow.parser.get_parsed_content("validate#evaluator")
     return {

@@ -22,7 +22,7 @@ DRIVER = textwrap.dedent("""
     from pipeline.tracking import state_weights_sha256
 
     data, lr, record = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-    workflow = ConfigWorkflow(config_file="configs/train.yaml", workflow_type=None, run_id="training",
+    workflow = ConfigWorkflow(config_file=["configs/common.yaml", "configs/train.yaml"], workflow_type=None, run_id="training",
                               tracking="mlflow", logging_file=False, bundle_root=".", dataset_dir=data,
                               learning_rate=lr, **{FAST!r})
     workflow.initialize()
