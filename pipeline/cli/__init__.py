@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "pipeline.cli.evaluate",
     "pipeline.cli.registry",
     "pipeline.cli.serve",
+    "pipeline.cli.listen",
     "pipeline.cli.synthetic",
 )
 

@@ -6,10 +6,13 @@ Examples::
     xray-seg models show chest-xray-lung-seg @champion    # one version: run, settings, promotion tags
     xray-seg models promote chest-xray-lung-seg 4         # make version 4 the champion
     xray-seg models rollback chest-xray-lung-seg          # back to the previous champion
+    xray-seg models compare chest-xray-lung-seg @champion 5 --data /data/jsrt --promote   # same images for both
+    xray-seg models replay models/mlflow-pending/RUN_ID   # send what a training kept during a server outage
     xray-seg models --tracking-uri http://mlflow:5000 list
 
-The store is ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the lung bundle's embedded SQLite store
-(``bundles/chest_xray_lung_segmentation/eval/mlruns.db``).
+The store is found the way a training finds it: ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the
+SQLite store a training run from the current folder writes (``./eval/mlruns.db``, from a bundle folder, or
+``./mlruns.db``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--tracking-uri",
         default=None,
-        help="MLflow store; default $MLFLOW_TRACKING_URI, else <lung bundle>/eval/mlruns.db",
+        help="MLflow store; default $MLFLOW_TRACKING_URI, else ./eval/mlruns.db or ./mlruns.db (current folder)",
     )
     actions = parser.add_subparsers(dest="models_command", metavar="ACTION")
 
@@ -56,6 +59,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = actions.add_parser("rollback", help="make the previous champion (or --to VERSION) the champion again")
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL_NAME)
     p.add_argument("--to", dest="to_version", default=None, help="version to roll back to (default: previous champion)")
+
+    p = actions.add_parser(
+        "compare", help="evaluate two versions on one folder of images and masks; promote the better one"
+    )
+    p.add_argument("name")
+    p.add_argument("reference", help="version number or @alias compared against (e.g. @champion)")
+    p.add_argument("candidate", help="version number or @alias that may replace it")
+    p.add_argument("--data", required=True, type=Path, help="folder with images/ and masks/ (paired by file name)")
+    p.add_argument("--promote", action="store_true", help="make the candidate champion if its Dice is higher")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when available)")
+
+    p = actions.add_parser("replay", help="send the tracking records a training kept while the server was down")
+    p.add_argument("folder", type=Path, help="the folder the training named (<ckpt_dir>/mlflow-pending/<run id>)")
 
     parser.set_defaults(func=run_models, _parser=parser)
     return parser
@@ -86,22 +102,27 @@ def run_models(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
     from pipeline.tracking import (
+        bound_http_requests,
         default_tracking_uri,
         describe_version,
         get_client,
         get_version,
         list_versions,
         promote,
+        replay_records,
         rollback,
     )
+    from pipeline.tracking.store import STORE_CANDIDATES
 
     if not args.models_command:
         args._parser.print_help()
         return 2
     uri = args.tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        print(f"error: no MLflow store at {uri}; train with --tracking mlflow first, or pass --tracking-uri.")
+        print(f"error: no MLflow store at {uri} (looked for {' and '.join(STORE_CANDIDATES)} in {Path.cwd()}); run "
+              "from the folder you trained in (the bundle folder), or pass --tracking-uri / set MLFLOW_TRACKING_URI.")
         return 1
+    bound_http_requests()  # a server that is down fails in seconds, not minutes
     client = get_client(uri)
     try:
         if args.models_command == "list":
@@ -115,6 +136,23 @@ def run_models(args: argparse.Namespace) -> int:
         elif args.models_command == "rollback":
             version = rollback(args.name, to_version=args.to_version, client=client)
             print(f"{args.name}: @{CHAMPION} -> version {version}")
+        elif args.models_command == "compare":
+            from pipeline.tracking.comparison import compare_versions
+
+            result = compare_versions(client, args.name, args.reference, args.candidate, args.data,
+                                      promote_if_better=args.promote, device=args.device)  # fmt: skip
+            print(result.reason)
+            if result.promoted:
+                print(f"{args.name}: @{CHAMPION} -> version {result.candidate}")
+            elif args.promote:
+                print(f"{args.name}: champion unchanged")
+        elif args.models_command == "replay":
+            sent = replay_records(args.folder, client)
+            print(f"sent {sent} kept tracking records from {args.folder} to {uri}")
+    except FileNotFoundError as err:
+        print(f"error: {err.filename}: no kept tracking records there (records.jsonl); give the folder the training "
+              "named in its log.")
+        return 1
     except (MlflowException, ValueError) as err:
         print(f"error: {err}")
         return 1

@@ -14,7 +14,7 @@ CRD_HANDLE = "mrunalnshah/crd-chest-x-ray-images-with-lung-segmented-masks"
 
 _OFFLINE_HELP = (
     "To train without a download, point the tool at a local folder that holds 'images/' and 'masks/' paired by file "
-    "name: `python -m monai.bundle run training --config_file configs/train.yaml --dataset_dir /path/to/folder` "
+    "name: `python -m monai.bundle run training --config_file \"['configs/common.yaml','configs/train.yaml']\" --dataset_dir /path/to/folder` "
     "(or `--dataset_dir sample` for the small JSRT sample shipped with the project). You can also download the set "
     "by hand from https://www.kaggle.com/datasets/" + CRD_HANDLE + " on a machine with internet, unpack it and pass "
     "the folder that contains images/ and masks/ (e.g. .../CXR_Combined)."

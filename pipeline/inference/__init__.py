@@ -2,7 +2,6 @@
 
 from pipeline.inference.acceleration import OptimizedNetwork, optimize_for_inference
 from pipeline.inference.batch import BatchRunner, BatchSummary
-from pipeline.inference.folder import predict_folder
 from pipeline.inference.loading import checkpoint_version, load_predictor
 from pipeline.inference.outputs import (
     OUTPUT_KINDS,
@@ -31,6 +30,5 @@ __all__ = [
     "load_predictor",
     "optimize_for_inference",
     "overlay_rgb",
-    "predict_folder",
     "write_overlay_png",
 ]

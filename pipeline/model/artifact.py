@@ -208,7 +208,8 @@ def load_model(
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: model file not found. Train one (`make train`, or `python -m monai.bundle run training "
-            "--config_file configs/train.yaml` in a bundle folder) or pass the path of an existing model.pt."
+            "--config_file \"['configs/common.yaml','configs/train.yaml']\"` in a bundle folder) or pass the path "
+            "of an existing model.pt."
         )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)

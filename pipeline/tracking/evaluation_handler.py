@@ -11,7 +11,10 @@ from ignite.engine import Engine, Events
 
 from pipeline.tracking.params import datalist_params, flatten_params
 from pipeline.tracking.provenance import file_sha256, weights_sha256
-from pipeline.tracking.session import TrackedRun, tracked_run_of
+from pipeline.tracking.buffer import BufferedClient, TrackingBuffer
+from pipeline.tracking.connection import bound_http_requests, check_tracking_uri
+from pipeline.tracking.session import TrackedRun, find_mlflow_handler, open_run
+from pipeline.tracking.store import guard_sqlite_schema_creation
 
 __all__ = ["MLflowEvaluationHandler", "find_training_run", "test_metric_name"]
 
@@ -77,7 +80,9 @@ class MLflowEvaluationHandler:
         self.datalist = datalist
         self.link_training_run = link_training_run
         self.run: TrackedRun | None = None
+        self.buffer: TrackingBuffer | None = None
         self.training_run_id: str | None = None
+        guard_sqlite_schema_creation()  # before MONAI's MLFlowHandler (listed after this one) opens the store
 
     def attach(self, engine: Engine) -> None:
         """Register on the evaluator."""
@@ -85,10 +90,19 @@ class MLflowEvaluationHandler:
         engine.add_event_handler(Events.COMPLETED, self.completed)
 
     def started(self, engine: Engine) -> None:
-        """Find the evaluation run (no-op without tracking), record what is evaluated and link the training run."""
-        self.run = tracked_run_of(engine)
-        if self.run is None:
+        """Open the evaluation run (no-op without tracking), record what is evaluated and link the training run.
+
+        As in training, the store must answer within 10 s, the run is opened by id, and writes go through a
+        :class:`~pipeline.tracking.buffer.TrackingBuffer` (kept during an outage, sent when the store is back).
+        """
+        handler = find_mlflow_handler(engine)
+        if handler is None:
             return
+        bound_http_requests()
+        check_tracking_uri(str(handler.client.tracking_uri))
+        self.buffer = TrackingBuffer(handler.client)
+        run = open_run(handler, BufferedClient(self.buffer))
+        self.run = TrackedRun(handler.client, run.info.run_id)
         found = self.checkpoint.is_file()
         weights = weights_sha256(self.checkpoint) if found else "missing"
         params = {**flatten_params(self.params), "checkpoint": str(self.checkpoint)}
@@ -121,6 +135,14 @@ class MLflowEvaluationHandler:
         if self.training_run_id:
             self._tag_model_versions(metrics)
         self.run.client.set_terminated(self.run.run_id, "FINISHED")
+        if self.buffer is not None and not self.buffer.drain(120.0):
+            folder = (self.report_dir or self.checkpoint.parent) / "mlflow-pending" / self.run.run_id
+            self.buffer.save(folder)
+            logger.error("MLflow store %s did not answer: the evaluation's records are kept in %s; once it is back: "
+                         "xray-seg models --tracking-uri %s replay %s", self.buffer.tracking_uri, folder,
+                         self.buffer.tracking_uri, folder)  # fmt: skip
+        if self.buffer is not None:
+            self.buffer.close()
 
     def _tag_model_versions(self, metrics: Mapping[str, Any]) -> None:
         """Write the test metrics, and a temperature fitted into the checkpoint, on the training run's versions."""
@@ -135,9 +157,12 @@ class MLflowEvaluationHandler:
         if temperature is not None:
             # for information: a registered version is immutable, so it keeps serving the artifact it was logged with
             tags["evaluation.temperature"] = repr(temperature)
-        for version in versions:
-            for key, value in tags.items():
-                client.set_model_version_tag(version.name, version.version, key, value)
+        try:
+            for version in versions:
+                for key, value in tags.items():
+                    client.set_model_version_tag(version.name, version.version, key, value)
+        except Exception as err:  # the registry became unreachable: the run's own records are still kept
+            logger.error("could not tag the model versions of run %s: %s", self.training_run_id, err)
 
 
 def _is_float(value: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
 
 __all__ = ["CHALLENGER", "CHAMPION", "DEFAULT_EXPERIMENT_NAME", "DEFAULT_MODEL_NAME", "make_run_name"]
@@ -26,7 +27,11 @@ def _slug(text: str) -> str:
 
 
 def make_run_name(network_name: str, dataset_name: str, kind: str = "", when: float | None = None) -> str:
-    """A run name that says what was trained on what, and when: ``basic_unet-jsrt30-20261122-153012``.
+    """A run name that says what was trained on what, and when: ``basic_unet-jsrt30-20261122-153012-3f9a``.
+
+    The four hex digits at the end are random, so two runs started in the same second get different names (MONAI's
+    ``MLFlowHandler`` would otherwise join another process's unfinished run of the same name). The project's
+    training handler does not rely on names: it opens its run by id.
 
     Args:
         network_name: network factory name (``basic_unet``, ``xnet``, ...).
@@ -35,7 +40,7 @@ def make_run_name(network_name: str, dataset_name: str, kind: str = "", when: fl
         when: POSIX time of the run; defaults to now (local time).
 
     Returns:
-        The run name. MLflow does not need run names to be unique; the seconds keep them apart in practice.
+        The run name.
 
     Examples::
 
@@ -44,4 +49,4 @@ def make_run_name(network_name: str, dataset_name: str, kind: str = "", when: fl
     """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if when is None else when))
     parts = [_slug(kind)] if kind else []
-    return "-".join([*parts, _slug(network_name), _slug(dataset_name), stamp])
+    return "-".join([*parts, _slug(network_name), _slug(dataset_name), stamp, secrets.token_hex(2)])

@@ -6,10 +6,19 @@ import hashlib
 import logging
 import platform
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-__all__ = ["TRACKED_PACKAGES", "file_sha256", "git_commit", "package_versions", "weights_sha256"]
+__all__ = [
+    "TRACKED_PACKAGES",
+    "file_sha256",
+    "git_commit",
+    "package_versions",
+    "state_weights_sha256",
+    "weights_sha256",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +86,14 @@ def weights_sha256(checkpoint: str | Path) -> str:
     import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+    return state_weights_sha256(state)
+
+
+def state_weights_sha256(state: Mapping[str, Any]) -> str:
+    """:func:`weights_sha256` of a checkpoint already in memory (``{"model": weights, ...}`` or bare weights)."""
+    import torch
+
+    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]
     digest = hashlib.sha256()
     for key in sorted(state):

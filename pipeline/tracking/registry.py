@@ -2,11 +2,14 @@
 
 Aliases, not stages (stages are deprecated since MLflow 2.9):
 
-* every new version gets the alias ``challenger``;
-* it also takes ``champion`` when its validation Dice is strictly higher than the current champion's (the first
-  version of a model becomes champion); the rule, both numbers and the decision are written as tags on the version;
+* a new version takes ``champion`` when its validation Dice is strictly higher than the current champion's and
+  both were measured the same way: on the same datalist (``datalist_hash`` tag) with the same metric definition
+  (``metric_definition`` tag). The first version of a model becomes champion. Otherwise it takes ``challenger``,
+  and ``promotion.reason`` says why (lower Dice, or figures that cannot be compared);
 * ``promote`` / ``rollback`` move ``champion`` by hand; the registered model's ``champion_history`` tag keeps the
-  sequence of champions so a rollback knows where to go back to.
+  sequence of champions so a rollback knows where to go back to;
+* an alias's tags follow it: the version that loses ``champion`` loses its ``champion.*`` tags, and a version that
+  becomes champion stops being ``challenger``.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ if TYPE_CHECKING:
     from pipeline.tracking.session import TrackedRun
 
 __all__ = [
+    "COMPARABILITY_TAGS",
     "HISTORY_TAG",
     "PROMOTION_METRIC",
     "PromotionDecision",
     "apply_promotion_rule",
+    "comparability",
     "describe_version",
     "get_version",
     "list_versions",
@@ -56,7 +61,13 @@ PROMOTION_METRIC = "val_mean_dice"
 #: Registered-model tag holding the comma-separated sequence of champion versions.
 HISTORY_TAG = "champion_history"
 
-_RULE = "new version becomes champion if its {metric} > the champion's {metric} (strictly); the first version does"
+_RULE = (
+    "new version becomes champion if its {metric} > the champion's {metric} (strictly), both measured on the same "
+    "datalist with the same metric definition; the first version does"
+)
+
+#: Version tags that say how the compared figure was measured; versions are comparable only when both agree.
+COMPARABILITY_TAGS = ("datalist_hash", "metric_definition")
 
 
 @dataclass
@@ -70,6 +81,7 @@ class PromotionDecision:
         champion_version: the champion before the decision (None: there was none).
         champion_value: its value (None: none, or the champion has no such tag).
         promoted: whether the new version is now the champion.
+        not_comparable: why the two figures cannot be compared (empty: they can).
     """
 
     version: str
@@ -78,12 +90,19 @@ class PromotionDecision:
     champion_version: str | None
     champion_value: float | None
     promoted: bool
+    not_comparable: str = ""
 
     @property
     def reason(self) -> str:
         """One sentence with the numbers."""
         if self.champion_version is None:
             return f"first version with a {self.metric}: becomes champion"
+        if self.not_comparable:
+            return (
+                f"not compared with champion v{self.champion_version}: {self.not_comparable}; stays challenger "
+                f"(evaluate both on one set: xray-seg models compare NAME {self.champion_version} {self.version} "
+                "--data DIR)"
+            )
         if self.champion_value is None:
             return f"champion v{self.champion_version} has no {self.metric} tag: kept (promote by hand)"
         sign = ">" if self.promoted else "<="
@@ -100,6 +119,7 @@ class PromotionDecision:
             "promotion.champion_version_before": self.champion_version or "none",
             "promotion.champion_value_before": "none" if self.champion_value is None else repr(self.champion_value),
             "promotion.decision": "champion" if self.promoted else "challenger",
+            "promotion.comparable": "false" if self.not_comparable else "true",
             "promotion.reason": self.reason,
         }
 
@@ -224,55 +244,114 @@ def _history(client: MlflowClient, name: str) -> list[str]:
     return [v for v in text.split(",") if v]
 
 
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _drop_tags(client: MlflowClient, name: str, version: str, prefix: str) -> None:
+    """Delete a version's tags that start with ``prefix`` (an alias's tags leave with the alias)."""
+    for key in list(client.get_model_version(name, version).tags):
+        if key.startswith(prefix):
+            client.delete_model_version_tag(name, version, key)
+
+
 def _set_champion(client: MlflowClient, name: str, version: str, reason: str, history: list[str] | None = None) -> None:
+    """Point ``champion`` at ``version``; the former champion loses ``champion.*``, the new one ``challenger``."""
     history = _history(client, name) if history is None else history
     if not history or history[-1] != version:
         history.append(version)
+    former = _alias_version(client, name, CHAMPION)
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
+    if former is not None and former != version:
+        _drop_tags(client, name, former, "champion.")
+    if _alias_version(client, name, CHALLENGER) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
     client.set_model_version_tag(name, version, "champion.since", _now())
     client.set_model_version_tag(name, version, "champion.reason", reason)
 
 
+def comparability(candidate: Mapping[str, Any], champion: Mapping[str, Any]) -> str:
+    """Why two versions' validation figures cannot be compared ("" when they can).
+
+    Args:
+        candidate: the new version's tags (or any mapping with ``datalist_hash`` / ``metric_definition``).
+        champion: the champion's tags.
+    """
+    problems = []
+    for key in COMPARABILITY_TAGS:
+        mine, theirs = str(candidate.get(key) or ""), str(champion.get(key) or "")
+        if not mine or not theirs:
+            problems.append(f"{key} unknown for {'the new version' if not mine else 'the champion'}")
+        elif mine != theirs:
+            problems.append(f"{key} differs ({mine[:16]} vs champion {theirs[:16]})")
+    return "; ".join(problems)
+
+
 def apply_promotion_rule(
-    client: MlflowClient, name: str, version: str, value: float, metric: str = PROMOTION_METRIC
+    client: MlflowClient,
+    name: str,
+    version: str,
+    value: float,
+    metric: str = PROMOTION_METRIC,
+    datalist_hash: str | None = None,
+    metric_definition: str | None = None,
 ) -> PromotionDecision:
-    """Give a new version ``challenger``, and ``champion`` if its ``metric`` beats the champion's (higher is better).
+    """Make a new version ``champion`` if its ``metric`` beats the champion's on the same data, else ``challenger``.
 
     Args:
         client: MLflow client.
         name: registered model name.
         version: the new version.
-        value: its validation metric.
+        value: its validation metric (higher is better).
         metric: name of the metric; the champion's value is read from its version tag of that name.
+        datalist_hash: hash of the datalist ``value`` was measured on (default: the version's ``datalist_hash``
+            tag). Written on the version.
+        metric_definition: how ``value`` was measured (default: the version's ``metric_definition`` tag).
 
     Returns:
         The decision, also written as ``promotion.*`` tags on the version.
     """
+    version = str(version)
+    own_tags = dict(client.get_model_version(name, version).tags)
+    for key, given in (("datalist_hash", datalist_hash), ("metric_definition", metric_definition)):
+        if given:
+            own_tags[key] = given
+            client.set_model_version_tag(name, version, key, given)
     champion = _champion(client, name)
     champion_value: float | None = None
-    if champion is not None and metric in champion.tags:
-        try:
-            champion_value = float(champion.tags[metric])
-        except ValueError:
-            champion_value = None
+    not_comparable = ""
+    if champion is not None:
+        not_comparable = comparability(own_tags, champion.tags)
+        if metric in champion.tags:
+            try:
+                champion_value = float(champion.tags[metric])
+            except ValueError:
+                champion_value = None
     if champion is None:
         promoted = True
     else:
-        promoted = champion_value is not None and float(value) > champion_value
+        promoted = not not_comparable and champion_value is not None and float(value) > champion_value
     decision = PromotionDecision(
-        version=str(version),
+        version=version,
         metric=metric,
         candidate_value=float(value),
         champion_version=None if champion is None else str(champion.version),
         champion_value=champion_value,
         promoted=promoted,
+        not_comparable=not_comparable if champion is not None else "",
     )
-    client.set_registered_model_alias(name, CHALLENGER, str(version))
     for key, tag in decision.tags().items():
-        client.set_model_version_tag(name, str(version), key, tag)
+        client.set_model_version_tag(name, version, key, tag)
     if promoted:
-        _set_champion(client, name, str(version), f"automatic: {decision.reason}")
+        _set_champion(client, name, version, f"automatic: {decision.reason}")
+    else:
+        client.set_registered_model_alias(name, CHALLENGER, version)
     logger.info("%s v%s: %s", name, version, decision.reason)
     return decision
 
@@ -311,8 +390,8 @@ def rollback(name: str, to_version: str | int | None = None, client: MlflowClien
             raise ValueError(f"{name}: no earlier champion to roll back to (history: {_history(client, name)}).")
         target = history[-1]
     _set_champion(client, name, target, f"rollback from v{current_version}", history=history)
-    if current_version is not None:
-        client.set_model_version_tag(name, current_version, "champion.rolled_back", _now())
+    if current_version is not None and current_version != target:
+        client.set_model_version_tag(name, current_version, "rolled_back", _now())
     logger.info("%s: champion rolled back from v%s to v%s", name, current_version, target)
     return target
 

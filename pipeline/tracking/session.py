@@ -8,6 +8,7 @@ handler on their engine and write into its run, so a bundle run without ``--trac
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,24 +22,107 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from monai.handlers import MLFlowHandler
 
-__all__ = ["TrackedRun", "find_mlflow_handler", "tracked_run_of"]
+__all__ = [
+    "TrackedRun",
+    "detach_handler",
+    "find_handler",
+    "find_mlflow_handler",
+    "get_or_create_experiment",
+    "join_run",
+    "open_run",
+    "tracked_run_of",
+]
 
 logger = logging.getLogger(__name__)
 
 _BATCH = 100  # MLflow's log_batch accepts at most 100 parameters per call
 
 
-def find_mlflow_handler(engine: Engine) -> MLFlowHandler | None:
-    """MONAI's ``MLFlowHandler`` attached to ``engine`` (found through its ``STARTED`` callback), or None."""
+def find_handler(engine: Engine | None, cls: type) -> Any:
+    """The handler of class ``cls`` attached to ``engine`` (found through its event callbacks), or None."""
+    for entries in getattr(engine, "_event_handlers", {}).values():
+        for callback, _, _ in entries:
+            parent = getattr(callback, "_parent", None)  # ignite wraps callbacks that take no engine argument
+            callback = parent() if parent is not None else callback
+            owner = getattr(callback, "__self__", None)
+            if isinstance(owner, cls):
+                return owner
+    return None
+
+
+def find_mlflow_handler(engine: Engine | None) -> MLFlowHandler | None:
+    """MONAI's ``MLFlowHandler`` attached to ``engine``, or None."""
     from monai.handlers import MLFlowHandler
 
-    for callback, _, _ in getattr(engine, "_event_handlers", {}).get(Events.STARTED, []):
-        parent = getattr(callback, "_parent", None)  # ignite wraps callbacks that take no engine argument
-        callback = parent() if parent is not None else callback
-        owner = getattr(callback, "__self__", None)
-        if isinstance(owner, MLFlowHandler):
-            return owner
-    return None
+    return find_handler(engine, MLFlowHandler)
+
+
+def detach_handler(engine: Engine, owner: Any) -> int:
+    """Remove every callback of the handler object ``owner`` from ``engine``; returns how many were removed."""
+    removed = 0
+    for event, entries in list(getattr(engine, "_event_handlers", {}).items()):
+        for callback, _, _ in list(entries):
+            parent = getattr(callback, "_parent", None)
+            bound = parent() if parent is not None else callback
+            if getattr(bound, "__self__", None) is owner:
+                entries[:] = [e for e in entries if e[0] is not callback]
+                removed += 1
+    return removed
+
+
+def open_run(handler: MLFlowHandler, client: Any, run_name: str | None = None) -> Any:
+    """Create a new run for MONAI's ``handler`` (by id, never joining an open run of the same name) and give it
+    ``client``.
+
+    MONAI's handler would otherwise look for an unfinished run with its run name and reuse it, so two trainings
+    started in the same second (or with the same ``--run_name``) would write into one run.
+
+    Returns:
+        The created run (also ``handler.cur_run``).
+    """
+    handler.client = client
+    handler.experiment = get_or_create_experiment(client, handler.experiment_name, handler.artifact_location)
+    name = run_name or handler.run_name or f"run_{time.strftime('%Y%m%d_%H%M%S')}"
+    run = client.create_run(experiment_id=handler.experiment.experiment_id, run_name=name)
+    if hasattr(client, "remember"):
+        client.remember(run)
+    handler.cur_run = run
+    return run
+
+
+def get_or_create_experiment(client: Any, name: str, artifact_location: str | None = None) -> Any:
+    """The active experiment ``name``, created if needed; safe when another process creates it at the same moment.
+
+    MONAI's handler retries only on a server's ``RESOURCE_ALREADY_EXISTS`` message; a SQLite store reports the race
+    as an ``IntegrityError``. Either way the experiment exists afterwards: read it again.
+
+    Raises:
+        ValueError: the experiment exists but was deleted (restore it or choose another name).
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(5):
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                client.create_experiment(name, artifact_location=artifact_location)
+            except MlflowException as err:
+                if "already exists" not in str(err) and err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                time.sleep(0.2 * (attempt + 1))  # another process created it: read it back
+            continue
+        if experiment.lifecycle_stage != "active":
+            raise ValueError(f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore) or "
+                             "choose another --experiment_name.")  # fmt: skip
+        return experiment
+    raise RuntimeError(f"MLflow experiment {name!r} could not be created or read in {client.tracking_uri}")
+
+
+def join_run(handler: MLFlowHandler, owner: MLFlowHandler) -> None:
+    """Make ``handler`` (e.g. the validator's) write into ``owner``'s run, through ``owner``'s client."""
+    handler.client = owner.client
+    handler.experiment = owner.experiment
+    handler.cur_run = owner.cur_run
 
 
 @dataclass
@@ -78,8 +162,6 @@ class TrackedRun:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log numeric metrics at ``step`` (non-numeric values are skipped)."""
-        import time
-
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)

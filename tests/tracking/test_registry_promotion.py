@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,11 +75,12 @@ def test_bundle_inference_config_takes_a_model_uri(store, tmp_path, monkeypatch)
     for path in SAMPLE_IMAGES[:2]:
         (inputs / path.name).write_bytes(path.read_bytes())
     out = tmp_path / "out"
-    run_bundle("inferring", ["train.yaml", "inference.yaml"], None, model=f"models:/{MODEL_NAME}@champion",
-               input_dir=str(inputs), output_dir=f"$'{out}'", dataset_dir=str(store.root / "jsrt12"))
+    run_bundle("inferring", ["inference.yaml"], None, model=f"models:/{MODEL_NAME}@champion",
+               input_dir=str(inputs), output_dir=f"$'{out}'")
     reference = Predictor.from_checkpoint(store.good["checkpoint"], device="cpu")
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(open(out / "manifest.csv"))}  # the batch runner's
     for path in SAMPLE_IMAGES[:2]:
-        written = read_image(out / f"{path.stem}_mask.png").pixels > 0
+        written = read_image(out / rows[path.name]["mask_png"]).pixels > 0
         np.testing.assert_array_equal(written, reference.predict_file(path).mask.astype(bool))
 
 
@@ -112,6 +115,9 @@ def test_cli_promote_then_rollback(store, client, capsys):
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == "2"
     assert client.get_registered_model(MODEL_NAME).tags["champion_history"] == "1,2"
     assert client.get_model_version(MODEL_NAME, "2").tags["champion.reason"] == "test"
+    aliases = {alias: str(v) for alias, v in client.get_registered_model(MODEL_NAME).aliases.items()}
+    assert aliases == {"champion": "2"}  # the promoted challenger is no longer challenger
+    assert not [k for k in client.get_model_version(MODEL_NAME, "1").tags if k.startswith("champion.")]
 
     assert xray_seg([*base, "rollback", MODEL_NAME]) == 0
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == "1"
@@ -121,6 +127,7 @@ def test_cli_promote_then_rollback(store, client, capsys):
     capsys.readouterr()
     assert xray_seg([*base, "list", MODEL_NAME]) == 0
     table = capsys.readouterr().out
-    assert "challenger" in table and "champion" in table and "basic_unet-jsrt12-" in table
-    assert xray_seg([*base, "show", MODEL_NAME, "@challenger"]) == 0
-    assert json.loads(capsys.readouterr().out)["version"] == "2"
+    assert "champion" in table and "basic_unet-jsrt12-" in table
+    assert xray_seg([*base, "show", MODEL_NAME, "@champion"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == "1" and "rolled_back" in client.get_model_version(MODEL_NAME, "2").tags

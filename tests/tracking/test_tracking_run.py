@@ -94,7 +94,7 @@ def test_evaluation_is_nested_under_the_training_run(store, client, tmp_path):
     models.mkdir()
     shutil.copy(good["checkpoint"], models / "model.pt")
     overrides = {**good["overrides"], "ckpt_dir": str(models), "report_variants": [{"name": "raw"}]}  # fewer figures
-    run_bundle("evaluating", ["train.yaml", "evaluate.yaml"], "mlflow", **overrides)
+    run_bundle("evaluating", ["common.yaml", "evaluate.yaml"], "mlflow", **overrides)
 
     runs = client.search_runs(
         [client.get_experiment_by_name("chest-xray-lung-seg").experiment_id],
