@@ -28,8 +28,9 @@ from monai.transforms import Compose
 
 from pipeline.io import XRayImage, read_image
 from pipeline.keys import Keys
-from pipeline.metrics.qc import prediction_quality
+from pipeline.metrics.qc import assess, prediction_quality
 from pipeline.model import ModelArtifact, load_model, model_version
+from pipeline.postprocessing.calibration import apply_calibration
 from pipeline.transforms.io import to_metatensor
 from pipeline.transforms.presets import preprocessing, restore_original_size
 
@@ -55,8 +56,8 @@ class Prediction:
         prob: float32 probabilities at the original size, ``(C, rows, cols)``; ``C == 1`` for the binary lung task.
         mask: uint8 mask at the original size: 0/1 for binary, class indices otherwise.
         prob_small: ``(C, S, S)`` probabilities at the network's resolution (what quality control looks at).
-        quality: confidence, QC flags and scores (:func:`pipeline.metrics.qc.prediction_quality`), as the manifest
-            and the review page show them.
+        quality: confidence, QC flags, their one-line reasons and the scores (:func:`pipeline.metrics.qc.assess`
+            against the model's own validation reference), as the manifest and the review page show them.
         seconds: timing of the steps (``read``, ``preprocess``, ``model``, ``postprocess``).
         image: the image as read, when the Predictor read it (:meth:`Predictor.predict_file` /
             :meth:`Predictor.predict_images`), else ``None``.
@@ -92,6 +93,9 @@ class Predictor:
             artifact says ``cleanup`` (binary models), else none.
         model_name: name recorded with outputs (e.g. the registered model name); defaults to the network name.
         model_version: version recorded with outputs (e.g. the registry version or the file's hash).
+        qc_tta: also segment each image flipped left-right (in the same network call) for the QC score
+            ``tta_disagreement``, the best single predictor of a failed mask measured (docs/results.md); it doubles
+            the network's share of the work. Defaults to True.
         overrides: artifact fields to override (``image_size``, ``intensity``, ``num_classes``, ``threshold``,
             ``temperature``, ``cleanup``).
 
@@ -113,6 +117,7 @@ class Predictor:
         postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
         model_name: str = "",
         model_version: str = "",
+        qc_tta: bool = True,
         **overrides: Any,
     ) -> None:
         unknown = sorted(set(overrides) - set(_OVERRIDABLE))
@@ -135,6 +140,7 @@ class Predictor:
         self.postprocess = postprocess
         self.model_name = model_name or self.artifact.network_name
         self.model_version = model_version
+        self.qc_tta = bool(qc_tta)
         self._transform = Compose(
             preprocessing(self.image_size, self.intensity, self.num_classes, with_label=False, load=False)
         )
@@ -272,12 +278,19 @@ class Predictor:
         return torch.as_tensor(out).float()
 
     @torch.inference_mode()
-    def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities ``(B, C, S, S)`` for a preprocessed batch ``(B, 1, S, S)``, at the network's resolution."""
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw network outputs ``(B, C, S, S)`` for a preprocessed batch ``(B, 1, S, S)`` (float32)."""
         batch = torch.as_tensor(batch).float().to(self.device, non_blocking=True)
         runner = self._runner or self.prepare(batch)
-        logits = runner(batch).float() / self.temperature  # autocast, if chosen, is inside the runner
-        return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=1)
+        return runner(batch).float()  # autocast, if chosen, is inside the runner
+
+    def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities from logits: the artifact's calibration, else its temperature and the activation."""
+        return apply_calibration(logits, self.artifact.calibration or self.temperature)
+
+    def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities ``(B, C, S, S)`` for a preprocessed batch, at the network's resolution."""
+        return self.calibrate(self.logits(batch))
 
     def finish(self, prob_small: torch.Tensor, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Network-resolution probabilities ``(C, S, S)`` → probabilities and mask at the original ``(rows, cols)``."""
@@ -291,9 +304,30 @@ class Predictor:
             mask = np.asarray(self.postprocess(mask), dtype=np.uint8)
         return prob, mask
 
-    def quality(self, prob_small: torch.Tensor) -> dict[str, Any]:
-        """Confidence, QC flags and scores of one prediction at the network's resolution."""
-        return prediction_quality(torch.as_tensor(prob_small).float().cpu(), self.threshold)
+    def quality(
+        self, prob_small: torch.Tensor, image_small: torch.Tensor | None = None, tta_prob: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        """Confidence, QC flags (with reasons) and scores of one prediction at the network's resolution.
+
+        Args:
+            prob_small: ``(C, S, S)`` calibrated probabilities.
+            image_small: ``(1, S, S)`` network input (for the "outside the body" score).
+            tta_prob: ``(C, S, S)`` calibrated probabilities of the flipped input, flipped back.
+        """
+        prob = torch.as_tensor(prob_small).float().cpu().numpy()
+        if self.num_classes > 1 and "lung" not in self.artifact.class_names and not self.artifact.qc_reference:
+            return prediction_quality(prob, self.threshold)  # no lung to judge (e.g. tissue classes): entropy only
+        if self.num_classes == 1:
+            mask = (prob[0] > self.threshold).astype(np.uint8)
+            if self.artifact.cleanup:  # judged as it will be written (the reference was built the same way)
+                from pipeline.postprocessing.cleanup import clean_lung_mask
+
+                mask = clean_lung_mask(mask).astype(np.uint8)
+        else:
+            mask = prob.argmax(axis=0).astype(np.uint8)
+        return assess(prob, mask, self.artifact.qc_reference or None,
+                      tta_prob=None if tta_prob is None else torch.as_tensor(tta_prob).float().cpu().numpy(),
+                      image_small=None if image_small is None else torch.as_tensor(image_small).float().cpu().numpy())
 
     def predict_batch(self, batch: torch.Tensor, shapes: Sequence[Sequence[int]]) -> list[Prediction]:
         """Segment a preprocessed batch: the single road every entry point takes.
@@ -312,13 +346,19 @@ class Predictor:
         if batch.shape[0] == 0:
             return []
         t0 = time.perf_counter()
-        probs = self.predict_tensor(batch).float().cpu()
+        n = batch.shape[0]
+        if self.qc_tta:  # the flipped images ride in the same network call
+            logits = self.logits(torch.cat([batch, torch.flip(batch, dims=(-1,))]))
+            probs = self.calibrate(logits[:n]).float().cpu()
+            flipped = self.calibrate(logits[n:].flip(-1)).float().cpu()
+        else:
+            probs, flipped = self.predict_tensor(batch).float().cpu(), None
         model_share = (time.perf_counter() - t0) / len(shapes)
         out = []
-        for prob_small, shape in zip(probs, shapes):
+        for i, (prob_small, shape) in enumerate(zip(probs, shapes)):
             t1 = time.perf_counter()
             prob, mask = self.finish(prob_small, shape)
-            quality = self.quality(prob_small)
+            quality = self.quality(prob_small, batch[i], None if flipped is None else flipped[i])
             out.append(Prediction(prob, mask, prob_small, quality,
                                   {"model": model_share, "postprocess": time.perf_counter() - t1}))
         return out

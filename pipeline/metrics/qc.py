@@ -363,6 +363,9 @@ def _fallback_flags(scores: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     if scores["area_fraction"] > 0 and not scores["lr_ratio"] >= LR_RATIO_MIN:
         flags.append("lr_ratio")
         reasons.append(f"left/right lung balance {scores['lr_ratio']:.2f} < {LR_RATIO_MIN:.2f} ({_FALLBACK_NOTE})")
+    if scores["area_fraction"] > 0 and scores["n_components"] != EXPECTED_COMPONENTS:
+        flags.append("components")
+        reasons.append(f"{scores['n_components']} lung region(s), {EXPECTED_COMPONENTS} expected ({_FALLBACK_NOTE})")
     return flags, reasons
 
 

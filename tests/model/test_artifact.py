@@ -28,7 +28,7 @@ from xray_test_paths import SAMPLE_DIR, TINY_BASIC_UNET
 
 def _artifact(**changes) -> ModelArtifact:
     base = dict(network_kwargs=TINY_BASIC_UNET, image_size=32, threshold=0.4, temperature=0.8, cleanup=True,
-                qc_reference={"area_fraction": {"p01": 0.1, "p99": 0.4}}, calibration={"method": "temperature"},
+                qc_reference={"area_fraction": {"p01": 0.1, "p99": 0.4}}, calibration={"method": "temperature", "temperature": 0.8},
                 provenance={"dataset_name": "jsrt30", "datalist_hash": "abc123"})
     return ModelArtifact(**{**base, **changes})
 
