@@ -137,10 +137,14 @@ def run_models(args: argparse.Namespace) -> int:
             version = rollback(args.name, to_version=args.to_version, client=client)
             print(f"{args.name}: @{CHAMPION} -> version {version}")
         elif args.models_command == "compare":
+            from pipeline.inference import load_predictor
             from pipeline.tracking.comparison import compare_versions
 
-            result = compare_versions(client, args.name, args.reference, args.candidate, args.data,
-                                      promote_if_better=args.promote, device=args.device)  # fmt: skip
+            def load(uri: str) -> Any:
+                return load_predictor(uri, device=args.device, tracking_uri=str(client.tracking_uri))
+
+            result = compare_versions(client, args.name, args.reference, args.candidate, args.data, load,
+                                      promote_if_better=args.promote)
             print(result.reason)
             if result.promoted:
                 print(f"{args.name}: @{CHAMPION} -> version {result.candidate}")

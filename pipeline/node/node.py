@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.dicom.manifest import MANIFEST_COLUMNS, load_journal, write_manifest
+from pipeline.dicom.manifest import load_journal, write_manifest
+from pipeline.inference.outputs import MANIFEST_COLUMNS
 from pipeline.dicom.naming import uid_to_filename
 from pipeline.node.config import Destination, NodeConfig
 from pipeline.node.forward import Delivery, send

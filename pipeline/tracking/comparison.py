@@ -13,6 +13,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -102,8 +103,8 @@ def compare_versions(
     reference: str | int,
     candidate: str | int,
     data: str | Path,
+    load: Callable[[str], Any],
     promote_if_better: bool = False,
-    device: str | None = None,
 ) -> VersionComparison:
     """Evaluate two versions on the images and masks of ``data``; tag both; optionally promote the candidate.
 
@@ -113,8 +114,9 @@ def compare_versions(
         reference: version number or ``@alias`` compared against (e.g. ``@champion``).
         candidate: version number or ``@alias`` that may replace it.
         data: folder with ``images/`` and ``masks/`` (paired by file stem, as for training).
+        load: ``model URI -> Predictor`` (e.g. ``pipeline.inference.load_predictor``); the caller brings inference,
+            so tracking stays below it.
         promote_if_better: make the candidate champion when its Dice is strictly higher.
-        device: inference device (default: CUDA when available).
 
     Returns:
         The comparison; its figures are also tags on both versions: ``compare.<set hash 12>.mean_dice``,
@@ -125,7 +127,6 @@ def compare_versions(
         ValueError: no image/mask pairs in ``data``.
     """
     from pipeline.data.pairing import pair_folder
-    from pipeline.inference.predictor import Predictor
 
     versions = [str(get_version(client, name, ref).version) for ref in (reference, candidate)]
     pairs = pair_folder(data).pairs
@@ -133,9 +134,7 @@ def compare_versions(
         raise ValueError(f"{data}: no image/mask pairs (expected images/ and masks/ with matching file names).")
     result = VersionComparison(name, versions[0], versions[1], Path(data).name, evaluation_set_hash(pairs), len(pairs))
     for version in versions:
-        predictor = Predictor.from_checkpoint(f"models:/{name}/{version}", device=device,
-                                              tracking_uri=str(client.tracking_uri))  # fmt: skip
-        result.dice[version] = _mean_dice(predictor, pairs)
+        result.dice[version] = _mean_dice(load(f"models:/{name}/{version}"), pairs)
         prefix = f"compare.{result.set_hash[:12]}."
         for key, value in (("mean_dice", repr(result.dice[version])), ("n_images", str(len(pairs))),
                            ("data", result.data)):  # fmt: skip

@@ -54,8 +54,12 @@ def tracking_handler(workflow: Any) -> Any:
     """The project's ``MLflowTrainingHandler`` of an initialised training workflow."""
     from pipeline.tracking import MLflowTrainingHandler
 
-    handlers = workflow.parser.get_parsed_content("train#handlers")
-    return next(h for h in handlers if isinstance(h, MLflowTrainingHandler))
+    def flat(handlers: Any) -> Any:  # pipeline.bundle.RankZeroHandlers groups the rank-0 handlers
+        for h in handlers:
+            yield from flat(h.handlers) if hasattr(h, "handlers") else (h,)
+
+    return next(h for h in flat(workflow.parser.get_parsed_content("train#handlers"))
+                if isinstance(h, MLflowTrainingHandler))
 
 
 def train(workdir: Path, tracking: str | None, tracking_uri: str | None, before_run: Any = None,
