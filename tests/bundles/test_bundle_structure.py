@@ -34,7 +34,7 @@ TASK_KEYS = {
     "max_epochs", "max_epochs#_target_", "max_epochs#device", "max_epochs#cpu", "max_epochs#cuda", "lr_schedule",
     "early_stop_patience", "per_body_part", "augment#affine_prob", "augment#rotate_degrees", "augment#elastic_prob",
     "augment#intensity_prob", "augment#gamma", "augment#noise_std", "train#loader#per_group",
-    "train#handlers#3#handlers#0#messages", "train#handlers#3#handlers#3#params#per_body_part", "report_variants",
+    "train#handlers#3#handlers#0#messages", "train#handlers#3#handlers#4#params#per_body_part", "report_variants",
     "model", "zoo_artifact#network_name", "zoo_artifact#num_classes", "zoo_artifact#class_names",
 }
 
