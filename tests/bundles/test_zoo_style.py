@@ -86,7 +86,8 @@ def test_train_evaluate_infer_from_the_written_checkpoint(zoo_bundle):
 
     artifact = read_artifact(bundle / "models" / "model.pt")
     assert artifact.image_size == 32 and artifact.provenance["bundle"] == bundle.name
-    assert artifact.temperature != 1.0  # the evaluation fitted and stored it
+    assert artifact.calibration.get("method") and artifact.revision == 2  # calibrated when training ended
+    assert (bundle / "models" / "temperature.json").is_file()  # the evaluation's fit, beside an unchanged model file
     rows = list(csv.DictReader(open(tmp / "inference" / "manifest.csv")))
     assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
     masks = [np.asarray(Image.open(tmp / "inference" / r["mask_png"])) for r in rows]
