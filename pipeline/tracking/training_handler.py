@@ -223,8 +223,9 @@ class MLflowTrainingHandler:
         output = engine.state.output
         item = output[0] if isinstance(output, list) and output else output
         loss = item.get(Keys.LOSS.value) if isinstance(item, dict) else None
-        if loss is not None:
-            self._loss_sum += float(loss)
+        if loss is not None:  # a tensor, or (a batch kept whole by decollate=False) a sequence of them
+            values = [float(v) for v in loss] if isinstance(loss, (list, tuple)) else [float(loss)]
+            self._loss_sum += sum(values) / max(1, len(values))
             self._loss_n += 1
 
     def epoch_completed(self, engine: Engine) -> None:
