@@ -91,7 +91,7 @@ def checkpoint(work) -> Path:
     configs = LUNG_BUNDLE / "configs"
     out = work / "training"
     wf = ConfigWorkflow(
-        config_file=str(configs / "train.yaml"),
+        config_file=[str(configs / "common.yaml"), str(configs / "train.yaml")],
         meta_file=str(configs / "metadata.json"),
         logging_file=str(configs / "logging.conf"),
         run_id="training",

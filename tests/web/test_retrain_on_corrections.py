@@ -53,7 +53,7 @@ def test_lung_bundle_fine_tunes_one_epoch_on_original_and_corrected_cases(batch_
     corrections = tmp_path / "corrections"
     stem = corrections_from_batch(batch_dir, corrections)
     wf = ConfigWorkflow(
-        config_file=str(CONFIGS / "train.yaml"),
+        config_file=[str(CONFIGS / "common.yaml"), str(CONFIGS / "train.yaml")],
         meta_file=str(CONFIGS / "metadata.json"),
         logging_file=str(CONFIGS / "logging.conf"),
         run_id="training",
