@@ -48,8 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, required=True, help="model.pt (weights + model artifact)")
     p.add_argument("--datalist", type=Path, required=True,
                    help="datalist.json of the training run (its 'validation' section is the reference split)")
-    p.add_argument("--data", type=Path, default=REPO.parent.parent / "shared" / "data",
-                   help="folder holding jsrt_scr/ (with splits.csv) and openist_cxr/ (default: /work/shared/data)")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
+                   help="folder holding jsrt_scr/ (with splits.csv) and openist_cxr/ (default: ../shared/data beside the checkout)")
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmark_qc", help="output folder")
     p.add_argument("--methods", nargs="+", default=["none", "temperature", "boundary_temperature", "isotonic"])
     p.add_argument("--qc-method", default=None, help="calibration used for QC (default: the training default)")
