@@ -58,7 +58,8 @@ def png_bytes(array: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    # pictures made per request: zlib level 1 encodes several times faster than the default 6 for a few % more bytes
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
