@@ -85,7 +85,7 @@ if [ -z "$WHEELS" ] && [ "$DRY" = 0 ] && [ -d "$REPO/outputs/gpu_suite/wheels" ]
   WHEELS="$REPO/outputs/gpu_suite/wheels"  # the default only on the GPU machine: a dry run uses the local stack
 fi
 if [ -n "$WHEELS" ] && compgen -G "$WHEELS/*.whl" > /dev/null; then
-  SITE="$(mktemp -d /tmp/gpu_suite_site.XXXXXX)"
+  SITE="$(mktemp -d -t gpu_suite_site.XXXXXX)"
   echo "gpu_suite: installing $(ls "$WHEELS"/*.whl | wc -l) wheels from $WHEELS into $SITE"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
     || { echo "gpu_suite: installing the wheels in $WHEELS failed (see above)" >&2; exit 2; }
@@ -174,7 +174,7 @@ wanted training && run_step training "$T_LIMIT" "$PY" scripts/benchmark_training
 wanted model && run_step model "$M_LIMIT" "$PY" scripts/benchmark_model.py --networks basic_unet xnet lite_unet "${M_ARGS[@]}" \
   --out "$RAW/model.json"
 wanted inference && run_step inference "$I_LIMIT" "$PY" scripts/benchmark_inference.py "${I_ARGS[@]}" --json "$RAW/inference.json" \
-  --workdir "$(mktemp -d /tmp/gpu_suite_inference.XXXXXX)"
+  --workdir "$(mktemp -d -t gpu_suite_inference.XXXXXX)"
 
 SUITE_SECONDS=$(( $(date +%s) - SUITE_START ))
 "$PY" scripts/gpu_suite_summary.py "$RAW" --seconds "$SUITE_SECONDS" --dry-run "$DRY" | tee "$OUTDIR/summary.md"
