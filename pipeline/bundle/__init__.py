@@ -8,6 +8,7 @@ MONAI object or a value, so the YAML declares *what* and the code here decides *
 - :mod:`.handlers`: rank-0-only handlers, early stopping on the validation metric, start-of-run log messages.
 - :mod:`.checkpoint`: the model artifact of a checkpoint and the flat state dict the MONAI model zoo tools read.
 - :mod:`.distributed`: the process group of the multi-GPU overlays.
+- :mod:`.starting_weights`: fine-tuning from a model file or a registered model (``--pretrained``).
 - :mod:`.inference`: the inference engine of ``inference.yaml`` (the batch runner behind ``xray-seg predict``).
 """
 
@@ -25,6 +26,7 @@ from pipeline.bundle.distributed import distributed_network, finish_distributed,
 from pipeline.bundle.handlers import LogMessageHandler, RankZeroHandlers, ValidationEarlyStop, batch_image_meta
 from pipeline.bundle.inference import FolderInference, input_dataset
 from pipeline.bundle.loaders import evaluation_loader, training_loader
+from pipeline.bundle.starting_weights import StartingWeights, resolve_starting_weights, starting_network
 
 __all__ = [
     "FolderInference",
@@ -49,4 +51,7 @@ __all__ = [
     "is_rank0",
     "local_device",
     "write_state_dict",
+    "StartingWeights",
+    "resolve_starting_weights",
+    "starting_network",
 ]

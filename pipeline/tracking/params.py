@@ -90,3 +90,25 @@ def datalist_params(datalist: Mapping[str, Any]) -> dict[str, Any]:
         if key in datalist:
             out["datalist_hash" if key == "hash" else f"datalist.{key}"] = datalist[key]
     return out
+
+
+def lineage_tags(datalist: Mapping[str, Any] | None, provenance: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Tags that say what a model was fine-tuned from and on which added training data.
+
+    Args:
+        datalist: the bundle's datalist; its ``extra_training`` record (folders joined to the training split only,
+            e.g. the review page's corrections) gives ``corrections_count`` and ``corrections_hash``.
+        provenance: the model artifact's provenance; its ``fine_tuned_from`` record (see
+            :func:`pipeline.bundle.starting_network`) gives ``fine_tuned_from`` (the registered ``NAME/VERSION`` or
+            the path passed) and ``fine_tuned_from_model_version``.
+    """
+    tags: dict[str, str] = {}
+    extra = (datalist or {}).get("extra_training")
+    if isinstance(extra, Mapping):
+        tags["corrections_count"] = str(int(extra.get("count", 0)))
+        tags["corrections_hash"] = str(extra.get("hash", ""))
+    start = (provenance or {}).get("fine_tuned_from")
+    if isinstance(start, Mapping):
+        tags["fine_tuned_from"] = str(start.get("registered") or start.get("source", ""))
+        tags["fine_tuned_from_model_version"] = str(start.get("model_version", ""))
+    return tags

@@ -21,7 +21,7 @@ from pipeline.tracking.buffer import BufferedClient, TrackingBuffer
 from pipeline.tracking.connection import TrackingUnavailableError, bound_http_requests, check_tracking_uri
 from pipeline.tracking.export import best_network, save_torchscript, trace_network
 from pipeline.tracking.naming import DEFAULT_MODEL_NAME
-from pipeline.tracking.params import datalist_params, describe_training_objects, flatten_params
+from pipeline.tracking.params import datalist_params, describe_training_objects, flatten_params, lineage_tags
 from pipeline.tracking.provenance import (
     file_sha256,
     git_commit,
@@ -211,6 +211,7 @@ class MLflowTrainingHandler:
         }
         if self.datalist is not None:
             tags["datalist_hash"] = self.datalist.get("hash", "")
+            tags.update(lineage_tags(self.datalist))
             self.run.log_dict(self.datalist, "datalist.json")
         self.run.set_tags(tags)
 
@@ -395,9 +396,13 @@ class MLflowTrainingHandler:
             datalist_hash = str((self.datalist or {}).get("hash", ""))
             tags: dict[str, Any] = {"checkpoint_sha256": sha, "weights_sha256": weights, "run_name": run_name,
                                     "datalist_hash": datalist_hash, "metric_definition": self._metric_definition()}
+            lineage = lineage_tags(self.datalist, artifact.provenance)
+            tags.update(lineage)
             if best is not None:
                 tags[self.key_metric], tags["best_epoch"] = repr(best[0]), best[1]
                 run.log_metrics({"best_epoch": best[1]})
+            if lineage:
+                run.set_tags(lineage)  # fine_tuned_from is known once the best checkpoint's artifact is read
             run.set_tags({"checkpoint_sha256": sha, "weights_sha256": weights})  # evaluations find the run by weights
             register = self.register_model and best is not None
             if self.register_model and best is None:

@@ -1,7 +1,10 @@
 """Retrain on corrections: a corrected case saved by the review page joins the lung bundle's training split.
 
 The corrections folder is written by the real save path (:func:`pipeline.web.corrections.save_correction`, from a
-batch case of the web fixtures), then the lung bundle trains one epoch on ``dataset_dir=['sample', corrections]``.
+batch case of the web fixtures). The documented loop then runs through the lung bundle with a real MLflow store
+(SQLite): a first training registers the champion; the fine-tune starts from ``models:/...@champion`` on
+``dataset_dir=['sample', corrections]`` for one epoch and is registered as challenger, tagged with the corrections'
+count and hash and the version it was fine-tuned from.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 
 from pipeline.data import DatasetFolders, prepare_datalist, resolve_dataset_dir
+from pipeline.model import ModelFileError, load_model, model_version
 from pipeline.web.corrections import corrected_stem, save_correction
 from xray_test_paths import LUNG_BUNDLE, TINY_BASIC_UNET
 
@@ -47,6 +53,98 @@ def test_corrections_join_the_training_split_only(batch_dir, tmp_path):
     Image.fromarray(np.zeros_like(np.asarray(Image.open(mask_file)))).save(mask_file)
     again = prepare_datalist(folders, tmp_path / "eval")
     assert again["extra_training"]["hash"] != both["extra_training"]["hash"]
+
+
+def lung_training(tmp_path: Path, name: str, tracking_uri: str | None, **overrides) -> ConfigWorkflow:
+    """A tiny tracked training of the lung bundle (as ``python -m monai.bundle run training --tracking mlflow``)."""
+    settings = {"image_size": 32, "batch_size": 4, "num_workers": 0, "network_kwargs": TINY_BASIC_UNET,
+                "dataset_dir": "sample", **overrides}
+    wf = ConfigWorkflow(
+        config_file=[str(CONFIGS / "common.yaml"), str(CONFIGS / "train.yaml")],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=False,
+        run_id="training",
+        workflow_type=None,
+        **({"tracking": "mlflow", "tracking_uri": tracking_uri} if tracking_uri else {}),
+        bundle_root=str(LUNG_BUNDLE),
+        output_dir=f"$'{tmp_path / name / 'eval'}'",
+        ckpt_dir=str(tmp_path / name / "models"),
+        **settings,
+    )
+    wf.initialize()
+    try:
+        wf.run()
+    finally:
+        wf.finalize()
+    return wf
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch) -> str:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+    from pipeline.tracking import sqlite_uri
+
+    return sqlite_uri(tmp_path / "mlruns.db")
+
+
+def test_fine_tune_from_the_champion_on_corrections_is_a_tagged_challenger(batch_dir, tmp_path, store):
+    from mlflow import MlflowClient
+
+    corrections = tmp_path / "corrections"
+    stem = corrections_from_batch(batch_dir, corrections)
+    champion = lung_training(tmp_path, "champion", store, learning_rate=0.01, max_epochs=2)
+    champion_file = tmp_path / "champion" / "models" / "model.pt"
+    _, champion_weights = load_model(champion_file)
+
+    # learning rate 0: the fine-tune's weights stay the champion's, so its validation Dice proves they were loaded
+    seen: dict[str, torch.Tensor] = {}
+    tuned = lung_training(tmp_path, "tuned", store, learning_rate=0.0, max_epochs=1,
+                          pretrained="models:/chest-xray-lung-seg@champion", pretrained_tracking_uri=store,
+                          dataset_dir=["sample", str(corrections)])
+    for name, value in tuned.parser.get_parsed_content("network_def").state_dict().items():
+        seen[name] = value.detach().cpu()
+    assert all(torch.equal(seen[k], champion_weights[k]) for k in champion_weights)
+    best = tuned.parser.get_parsed_content("validate#evaluator").state.best_metric
+    assert best == pytest.approx(champion.parser.get_parsed_content("validate#evaluator").state.best_metric, abs=1e-6)
+
+    datalist = tuned.parser.get_parsed_content("datalist")
+    assert stem in [p["id"] for p in datalist["training"]]
+    artifact, _ = load_model(tmp_path / "tuned" / "models" / "model.pt")
+    start = artifact.provenance["fine_tuned_from"]
+    assert start == {"source": "models:/chest-xray-lung-seg@champion", "model_version": model_version(champion_file),
+                     "registered": "chest-xray-lung-seg/1"}
+
+    client = MlflowClient(tracking_uri=store)
+    model = client.get_registered_model("chest-xray-lung-seg")
+    assert {alias: str(v) for alias, v in model.aliases.items()} == {"champion": "1", "challenger": "2"}
+    tags = client.get_model_version("chest-xray-lung-seg", "2").tags
+    assert tags["corrections_count"] == "1"
+    assert tags["corrections_hash"] == datalist["extra_training"]["hash"] and len(tags["corrections_hash"]) >= 16
+    assert tags["fine_tuned_from"] == "chest-xray-lung-seg/1"
+    assert tags["fine_tuned_from_model_version"] == model_version(champion_file)
+    assert "corrections_count" not in client.get_model_version("chest-xray-lung-seg", "1").tags
+    run_tags = client.get_run(client.get_model_version("chest-xray-lung-seg", "2").run_id).data.tags
+    assert run_tags["corrections_count"] == "1" and run_tags["fine_tuned_from"] == "chest-xray-lung-seg/1"
+
+
+def cause(error: BaseException) -> BaseException:
+    """The first error of a chain (MONAI wraps what a ``_target_`` raises in a RuntimeError)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def test_starting_weights_of_another_network_are_refused_with_the_fix(tmp_path):
+    lung_training(tmp_path, "champion", None, max_epochs=1)
+    with pytest.raises(Exception) as err:
+        lung_training(tmp_path, "other", None, max_epochs=1, network_kwargs={"features": [8, 8, 16, 32, 64, 8]},
+                      pretrained=str(tmp_path / "champion" / "models" / "model.pt"))
+    assert isinstance(cause(err.value), ModelFileError)
+    assert "--network_kwargs" in str(cause(err.value)) and "[4, 4, 8, 16, 32, 4]" in str(cause(err.value))
+    with pytest.raises(Exception) as err:
+        lung_training(tmp_path, "missing", None, max_epochs=1, pretrained=str(tmp_path / "nowhere.pt"))
+    assert isinstance(cause(err.value), FileNotFoundError) and "no such model file" in str(cause(err.value))
 
 
 def test_lung_bundle_fine_tunes_one_epoch_on_original_and_corrected_cases(batch_dir, tmp_path):
