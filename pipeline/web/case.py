@@ -16,14 +16,14 @@ import numpy as np
 
 from pipeline.io import XRayImage
 from pipeline.web.images import (
-    contour_layer,
+    contour_layer_png,
     data_url,
     display_window,
-    mask_layer,
+    mask_layer_png,
     mask_png_bytes,
     overlay_png_bytes,
     png_bytes,
-    probability_rgb,
+    probability_png_bytes,
 )
 
 __all__ = [
@@ -244,10 +244,10 @@ def build_case_view(
     view.pixels_url = pixel_sink(payload) if pixel_sink else data_url(payload, "application/octet-stream")
     full_scores: dict[str, float | int | None] = {}
     if prob is not None:
-        view.probability_url = data_url(png_bytes(probability_rgb(prob, shape)))
+        view.probability_url = data_url(probability_png_bytes(prob, shape))
     if mask is not None:
-        view.mask_url = data_url(png_bytes(mask_layer(mask, shape)))
-        view.contour_url = data_url(png_bytes(contour_layer(mask, shape)))
+        view.mask_url = data_url(mask_layer_png(mask, shape))
+        view.contour_url = data_url(contour_layer_png(mask, shape))
         overlay = overlay_png_bytes(display, mask)
         view.overlay_url = data_url(overlay)
         area = int(np.count_nonzero(mask))

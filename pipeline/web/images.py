@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 import numpy as np
 
@@ -23,18 +24,26 @@ __all__ = [
     "CLASS_COLORS",
     "DISPLAY_MAX_SIDE",
     "contour_layer",
+    "contour_layer_png",
     "data_url",
     "display_window",
     "fit_mask",
     "mask_layer",
+    "mask_layer_png",
     "mask_png_bytes",
     "overlay_png_bytes",
+    "palette_png_bytes",
     "png_bytes",
+    "probability_png_bytes",
     "probability_rgb",
 ]
 
 #: Longest side of the images sent to the browser (the downloads of the mask keep the original size).
 DISPLAY_MAX_SIDE: int = 1024
+
+#: Longest side of the probability map sent to the browser: the network sees 128-256 px, so a larger map only
+#: interpolates; the page stretches it over the film like the other layers.
+PROBABILITY_MAX_SIDE: int = 512
 
 #: Fill colours of label values 1, 2, ... (label 1 is the lung colour of the batch overlays).
 CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -57,10 +66,35 @@ def png_bytes(array: np.ndarray) -> bytes:
     """Encode a ``uint8`` ``(h, w)``, ``(h, w, 3)`` or ``(h, w, 4)`` array as PNG bytes."""
     from PIL import Image
 
+    return _encode(Image.fromarray(np.ascontiguousarray(array)))
+
+
+def _encode(picture: Any) -> bytes:
     buffer = io.BytesIO()
     # pictures made per request: zlib level 1 encodes several times faster than the default 6 for a few % more bytes
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)
+    picture.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def palette_png_bytes(indices: np.ndarray, colours: np.ndarray | list[tuple[int, int, int]],
+                      transparent: int | None = 0) -> bytes:
+    """An indexed-colour PNG: one byte per pixel plus a palette (4x less to encode than RGBA, same picture).
+
+    Args:
+        indices: ``uint8`` ``(h, w)`` palette indices.
+        colours: RGB colour of each index (at most 256).
+        transparent: index drawn fully transparent (``None``: none).
+    """
+    from PIL import Image
+
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    table = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)[:256]
+    palette[: len(table)] = table
+    picture = Image.fromarray(np.ascontiguousarray(indices, dtype=np.uint8), mode="L").convert("P")
+    picture.putpalette(palette.ravel().tolist())
+    if transparent is not None:
+        picture.info["transparency"] = int(transparent)
+    return _encode(picture)
 
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
@@ -124,6 +158,34 @@ def _colour_of(label: int) -> tuple[int, int, int]:
     return CLASS_COLORS[(int(label) - 1) % len(CLASS_COLORS)]
 
 
+def _label_palette() -> list[tuple[int, int, int]]:
+    """Palette of label maps: index 0 (background, drawn transparent) black, label k in its colour."""
+    return [(0, 0, 0)] + [_colour_of(k) for k in range(1, 256)]
+
+
+def mask_layer_png(mask: np.ndarray, shape: tuple[int, int]) -> bytes:
+    """:func:`mask_layer` as an indexed PNG (what the page receives)."""
+    return palette_png_bytes(fit_mask(mask, shape), _label_palette())
+
+
+def contour_layer_png(mask: np.ndarray, shape: tuple[int, int], width: int = 1) -> bytes:
+    """:func:`contour_layer` as an indexed PNG (what the page receives)."""
+    return palette_png_bytes(_contour_labels(fit_mask(mask, shape), width), _label_palette())
+
+
+def _contour_labels(labels: np.ndarray, width: int) -> np.ndarray:
+    from scipy import ndimage
+
+    edges = np.zeros_like(labels)
+    for label in np.unique(labels):
+        if label == 0:
+            continue
+        region = labels == label
+        edge = region & ~ndimage.binary_erosion(region, iterations=max(1, int(width)), border_value=0)
+        edges[edge] = label
+    return edges
+
+
 def mask_layer(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """An RGBA layer painting each label (value > 0) in its colour, opaque; transparent elsewhere.
 
@@ -140,21 +202,39 @@ def mask_layer(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def contour_layer(mask: np.ndarray, shape: tuple[int, int], width: int = 1) -> np.ndarray:
     """An RGBA layer with the outline (``width`` pixels, inside the region) of each label."""
-    from scipy import ndimage
-
-    labels = fit_mask(mask, shape)
-    rgba = np.zeros((*labels.shape, 4), dtype=np.uint8)
-    for label in np.unique(labels):
-        if label == 0:
-            continue
-        region = labels == label
-        edge = region & ~ndimage.binary_erosion(region, iterations=max(1, int(width)), border_value=0)
-        rgba[edge] = (*_colour_of(label), 255)
+    edges = _contour_labels(fit_mask(mask, shape), width)
+    rgba = np.zeros((*edges.shape, 4), dtype=np.uint8)
+    for label in np.unique(edges):
+        if label:
+            rgba[edges == label] = (*_colour_of(label), 255)
     return rgba
 
 
+def _probability_lut() -> np.ndarray:
+    """``(256, 3)`` colours of the probabilities 0, 1/255, ..., 1 (linear between the anchors)."""
+    position = np.linspace(0.0, 1.0, 256, dtype=np.float32) * (len(_PROB_ANCHORS) - 1)
+    lower = np.floor(position).astype(np.int64).clip(0, len(_PROB_ANCHORS) - 2)
+    frac = (position - lower)[:, None]
+    rgb = (1.0 - frac) * _PROB_ANCHORS[lower] + frac * _PROB_ANCHORS[lower + 1]
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+_PROB_LUT = _probability_lut()
+
+
+def _probability_levels(prob: np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
+    """Probabilities resized to ``shape`` (bilinear) and quantised to 0..255."""
+    from PIL import Image
+
+    p = np.asarray(prob, dtype=np.float32)
+    if shape is not None and p.shape != tuple(shape):
+        p = np.asarray(Image.fromarray(np.nan_to_num(p), mode="F").resize((shape[1], shape[0]),
+                                                                          Image.Resampling.BILINEAR))
+    return np.rint(np.clip(np.nan_to_num(p), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def probability_rgb(prob: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Colour a ``(rows, cols)`` probability map in [0, 1] (dark = 0, light yellow = 1).
+    """Colour a ``(rows, cols)`` probability map in [0, 1] (dark = 0, light yellow = 1), in 256 steps.
 
     Args:
         prob: foreground probability.
@@ -163,17 +243,14 @@ def probability_rgb(prob: np.ndarray, shape: tuple[int, int] | None = None) -> n
     Returns:
         ``uint8`` ``(h, w, 3)`` RGB image.
     """
-    from PIL import Image
+    return _PROB_LUT[_probability_levels(prob, shape)]
 
-    p = np.clip(np.nan_to_num(np.asarray(prob, dtype=np.float32)), 0.0, 1.0)
-    if shape is not None and p.shape != tuple(shape):
-        p = np.asarray(Image.fromarray(p, mode="F").resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
-        p = np.clip(p, 0.0, 1.0)
-    position = p * (len(_PROB_ANCHORS) - 1)
-    lower = np.floor(position).astype(np.int64).clip(0, len(_PROB_ANCHORS) - 2)
-    frac = (position - lower)[..., None]
-    rgb = (1.0 - frac) * _PROB_ANCHORS[lower] + frac * _PROB_ANCHORS[lower + 1]
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+def probability_png_bytes(prob: np.ndarray, shape: tuple[int, int], max_side: int = PROBABILITY_MAX_SIDE) -> bytes:
+    """The probability map as the page receives it: an indexed PNG of ``shape``'s aspect, at most ``max_side``."""
+    factor = min(1.0, max_side / max(shape))
+    small = (max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor)))
+    return palette_png_bytes(_probability_levels(prob, small), _PROB_LUT, transparent=None)
 
 
 def mask_png_bytes(mask: np.ndarray, binary: bool = True) -> bytes:

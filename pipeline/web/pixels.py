@@ -55,14 +55,11 @@ def pixel_payload(image: XRayImage, stored_8bit: bool = False) -> tuple[bytes, d
     sample = values.ravel()[:: max(1, values.size // 1_000_000)]
     u_low, u_high = int(values.min(initial=0)), int(values.max(initial=0))
     presets: dict[str, list[float]] = {}
-    if stored_8bit:
-        presets["default"] = [0.0, 255.0]
-    else:
-        p = np.percentile(sample, (0.5, 99.5))
-        presets["default"] = [float(p[0]), float(p[1])]
+    wanted = [0.5, 99.5] + [q for pair in PRESETS.values() for q in pair]
+    levels = dict(zip(wanted, (float(v) for v in np.percentile(sample, wanted))))  # one sort for every preset
+    presets["default"] = [0.0, 255.0] if stored_8bit else [levels[0.5], levels[99.5]]
     for name, (a, b) in PRESETS.items():
-        p = np.percentile(sample, (a, b))
-        presets[name] = [float(p[0]), float(max(p[1], p[0] + 1))]
+        presets[name] = [levels[a], float(max(levels[b], levels[a] + 1))]
     presets["full"] = [float(u_low), float(max(u_high, u_low + 1))]
     meta = {
         "rows": int(values.shape[0]),

@@ -128,10 +128,12 @@ def opacity(driver, selector: str) -> float:
                                        selector))
 
 
-def data_url_array(url: str) -> np.ndarray:
+def data_url_array(url: str, mode: str | None = None) -> np.ndarray:
+    """The picture of a ``data:`` URL, converted to ``mode`` (e.g. ``RGBA`` for an indexed PNG with transparency)."""
     header, _, payload = url.partition(",")
     assert header.endswith(";base64"), header[:40]
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))))
+    picture = Image.open(io.BytesIO(base64.b64decode(payload)))
+    return np.asarray(picture.convert(mode) if mode else picture)
 
 
 def upload(driver, base_url: str, path: Path) -> None:
@@ -195,7 +197,7 @@ def test_upload_monochrome1_dicom_and_download_its_seg(browser, server, mono1_di
     assert "not for clinical use" in seg.SeriesDescription
     assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "39607008"  # lung
     assert np.array_equal(read_segmentation_mask(seg_path) > 0, mask_png)
-    displayed = data_url_array(css(driver, "#mask-layer").get_attribute("src"))[..., 3] > 0
+    displayed = data_url_array(css(driver, "#mask-layer").get_attribute("src"), "RGBA")[..., 3] > 0
     assert np.array_equal(displayed, mask_png)  # display size == original size for this 256² film
 
 
