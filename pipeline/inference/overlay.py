@@ -38,7 +38,9 @@ def display_image(pixels: np.ndarray, max_side: int | None = 1024) -> np.ndarray
     if max_side is not None and max(arr.shape) > max_side:
         factor = max_side / max(arr.shape)
         size = (max(1, round(arr.shape[1] * factor)), max(1, round(arr.shape[0] * factor)))
-        arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr), mode="F").resize(size, Image.Resampling.BOX))
+        arr = _bin(arr, int(1 / factor))  # whole k x k blocks averaged first: the box filter's bulk, 3-4x cheaper
+        if (arr.shape[1], arr.shape[0]) != size:
+            arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr), mode="F").resize(size, Image.Resampling.BOX))
     step = max(1, int(np.sqrt(arr.size / 65_536)))  # percentiles from a ~65k-pixel subsample: fast and stable
     sample = arr[::step, ::step]
     lo, hi = np.percentile(sample, [0.5, 99.5]) if sample.size else (0.0, 1.0)
@@ -46,6 +48,18 @@ def display_image(pixels: np.ndarray, max_side: int | None = 1024) -> np.ndarray
         lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=1.0))
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
     return np.clip((arr - lo) * scale, 0, 255).astype(np.uint8)
+
+
+def _bin(arr: np.ndarray, k: int) -> np.ndarray:
+    """Mean of each ``k x k`` block (rows and columns beyond a whole block are dropped); ``arr`` when ``k < 2``."""
+    if k < 2:
+        return arr
+    rows, cols = (arr.shape[0] // k) * k, (arr.shape[1] // k) * k
+    total = np.zeros((rows // k, cols // k), dtype=np.float32)
+    for dr in range(k):  # k² strided adds: each reads 1/k² of the image, so the whole pass reads it once
+        for dc in range(k):
+            total += arr[dr:rows:k, dc:cols:k]
+    return total * np.float32(1.0 / (k * k))
 
 
 def _fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
