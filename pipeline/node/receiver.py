@@ -1,8 +1,11 @@
 """The node's DICOM face: a Storage SCP for radiographs and a Verification SCP, with caller checks (pynetdicom).
 
-Accepted SOP classes are the radiographs a chest X-ray node is sent (CR, DX for presentation and for processing) and
-Secondary Capture; each with the usual transfer syntaxes: implicit/explicit VR little endian, deflated, RLE, JPEG
-baseline/extended/lossless, JPEG-LS and JPEG 2000. A C-STORE is answered
+The node segments the radiographs a chest X-ray node is sent (CR, DX for presentation and for processing) and
+Secondary Capture. Every other storage SOP class pynetdicom knows (CT, MR, SEG, ...) is accepted as well, so that
+what a routing rule sends by mistake is stored, recorded in the manifest as skipped with the selection rule's reason
+(``skipped: modality CT``) and never forwarded, instead of failing at association where nobody would look. Each
+with the usual transfer syntaxes: implicit/explicit VR little endian, deflated, RLE, JPEG baseline/extended/lossless,
+JPEG-LS and JPEG 2000. A C-STORE is answered
 
 * ``0x0000`` Success only after :meth:`pipeline.node.Spool.store` wrote the instance and its state durably;
 * ``0xA700`` Out of resources when the disk is (nearly) full or the write failed;
@@ -19,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
@@ -32,17 +35,23 @@ from pipeline.dicom.naming import is_valid_uid
 from pipeline.node.config import NodeConfig
 from pipeline.node.spool import Spool
 
-__all__ = ["STATUS_CANNOT_UNDERSTAND", "STATUS_OUT_OF_RESOURCES", "STORAGE_SOP_CLASSES", "TRANSFER_SYNTAXES",
-           "build_ae"]
+__all__ = ["RECORDED_SOP_CLASSES", "STATUS_CANNOT_UNDERSTAND", "STATUS_OUT_OF_RESOURCES", "STORAGE_SOP_CLASSES",
+           "TRANSFER_SYNTAXES", "build_ae"]
 
 logger = logging.getLogger("pipeline.node")
 
-#: Storage SOP classes the node accepts.
+#: Storage SOP classes the node segments (when the selection rules accept the instance).
 STORAGE_SOP_CLASSES = (
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
     DigitalXRayImageStorageForProcessing,
     SecondaryCaptureImageStorage,
+)
+
+#: Every other storage SOP class: accepted, stored and recorded as skipped by the selection rules, never forwarded.
+RECORDED_SOP_CLASSES = tuple(
+    context.abstract_syntax for context in AllStoragePresentationContexts
+    if context.abstract_syntax not in STORAGE_SOP_CLASSES
 )
 
 #: Transfer syntaxes accepted for them (the decoders are pydicom's with the pylibjpeg / gdcm plugins).
@@ -152,7 +161,7 @@ def build_ae(config: NodeConfig, spool: Spool, on_received: Callable[[str], None
         on_received: called with the SOP Instance UID of each newly stored instance (wakes the processor).
     """
     ae = AE(ae_title=config.ae_title)
-    for sop_class in STORAGE_SOP_CLASSES:
+    for sop_class in (*STORAGE_SOP_CLASSES, *RECORDED_SOP_CLASSES):
         ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
     ae.add_supported_context(Verification)
     ae.maximum_pdu_size = int(config.max_pdu)

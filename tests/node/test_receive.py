@@ -205,3 +205,36 @@ def test_waiting_deliveries_follow_the_current_destinations(tmp_path, predictor,
         assert state["state"] == "done" and state["forward"][old]["status"] == "pending"
     finally:
         node.stop()
+
+
+def test_a_ct_and_a_seg_sent_by_mistake_are_stored_recorded_and_not_segmented(tmp_path, predictor, radiograph):
+    import csv
+
+    from pipeline.node.receiver import RECORDED_SOP_CLASSES
+
+    ct = pydicom.dcmread(radiograph)
+    ct.SOPClassUID = ct.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+    ct.SOPInstanceUID = ct.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=["ct"])
+    ct.Modality = "CT"
+    seg_class = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (e.g. a PACS routing the node's own SEGs back)
+    assert {ct.SOPClassUID, seg_class} <= set(RECORDED_SOP_CLASSES)
+    node = start(tmp_path, predictor)
+    try:
+        ae = AE("SENDER")
+        ae.add_requested_context(ct.SOPClassUID, EXPLICIT)
+        ae.add_requested_context(DX, EXPLICIT)
+        assoc = ae.associate("127.0.0.1", node.config.port, ae_title=node.config.ae_title)
+        assert assoc.is_established  # not refused at association, where nobody would see it
+        assert assoc.send_c_store(ct).Status == 0
+        assert assoc.send_c_store(pydicom.dcmread(radiograph)).Status == 0
+        assoc.release()
+        assert node.wait_idle(120)
+    finally:
+        node.stop()
+    with open(node.results / "manifest.csv", newline="") as f:
+        rows = {r["sop_instance_uid"]: r for r in csv.DictReader(f)}
+    row = rows[str(ct.SOPInstanceUID)]
+    assert row["status"] == "skipped" and "Modality CT" in row["reason"], row
+    assert row["node_state"] == "done" and not row["seg"]
+    assert rows[str(pydicom.dcmread(radiograph).SOPInstanceUID)]["status"] == "ok"
+    assert not list((node.results / "seg").glob(f"{ct.SOPInstanceUID}*"))
