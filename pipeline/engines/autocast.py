@@ -16,15 +16,11 @@ from typing import Any
 import torch
 from monai.inferers import SimpleInferer
 
+from pipeline.hardware import cpu_has_native_bf16
+
 __all__ = ["CpuAutocastInferer", "cpu_has_native_bf16"]
 
 logger = logging.getLogger(__name__)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), where bf16 autocast pays off."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 class CpuAutocastInferer(SimpleInferer):

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from pipeline.hardware import cpu_has_native_bf16
+
 __all__ = ["InferenceOptions", "OptimizedNetwork", "candidate_options", "cpu_has_native_bf16", "optimize_for_inference"]
 
 logger = logging.getLogger(__name__)
@@ -90,12 +92,6 @@ class OptimizedNetwork(nn.Module):
     ) -> Any:
         """Load weights into the wrapped network (compiled graphs see them: parameters are shared)."""
         return self.network.load_state_dict(state_dict, strict=strict, assign=assign)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast can pay off."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def candidate_options(
