@@ -1,6 +1,6 @@
 """Peak memory of `xray-seg serve` while it segments one uploaded DICOM (not a test: run it by hand).
 
-    python tests/web/measure_upload_memory.py --model MODEL.pt --rows 3520 --cols 4280
+    python scripts/measure_upload_memory.py --model MODEL.pt --rows 3520 --cols 4280
 
 It writes a 12-bit DICOM of the given size, starts `xray-seg serve` in a subprocess on a free 127.0.0.1 port, uploads
 the file once and prints the server's resident memory before and its peak (VmHWM) after, in MB, and the bytes per
