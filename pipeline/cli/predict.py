@@ -211,7 +211,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "checkpoint file)")
     parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
                         help="refuse images whose header claims more than N pixels (rows x columns x frames), "
-                             "before decoding them (default: $XRAY_SEG_MAX_PIXELS or 100000000; 0 = no limit)")
+                             "before decoding them (default: $XRAY_SEG_MAX_PIXELS or 64000000; 0 = no limit)")
     parser.add_argument("--overlay-max-side", type=int, default=1024, metavar="PX",
                         help="longest side of the overlay PNGs (default 1024)")
     parser.add_argument("--no-resume", action="store_true",

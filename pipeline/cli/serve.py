@@ -199,7 +199,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "127.0.0.1, localhost, ::1 and --host are always allowed, any other name gets 400")
     parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
                         help="largest upload in pixels, checked on the header before decoding (default: the batch's "
-                             "limit, 100 Mpx)")
+                             "limit, 64 Mpx)")
     parser.add_argument("--corrections", type=Path, default=None, metavar="DIR",
                         help="dataset folder (images/ + masks/) where corrected masks are saved (default: "
                              "RESULTS/corrections)")

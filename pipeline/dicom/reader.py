@@ -164,7 +164,7 @@ def read_dicom(
             keeps the full modality range (the model sees all the information; scaling happens later).
         stop_before_pixels: read only the header (``pixels`` is then an empty array); used by selection rules.
         pixel_limit: largest accepted ``Rows x Columns x NumberOfFrames`` (see :mod:`pipeline.io.limits`; ``None``:
-            ``$XRAY_SEG_MAX_PIXELS`` or 100 Mpx), checked before decoding.
+            ``$XRAY_SEG_MAX_PIXELS`` or 64 Mpx), checked before decoding.
 
     Returns:
         An :class:`~pipeline.io.image.XRayImage` in MONOCHROME2 polarity with ``spacing`` from ``PixelSpacing``
@@ -191,7 +191,7 @@ def dicom_to_image(ds: Any, path: str | Path, voi: bool = False, pixel_limit: in
         voi: apply the VOI LUT or window.
         pixel_limit: the pixel limit (see :func:`read_dicom`).
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_voi_lut
 
     meta = _meta(ds)
     spacing = _spacing(ds)
@@ -230,12 +230,13 @@ def dicom_to_image(ds: Any, path: str | Path, voi: bool = False, pixel_limit: in
 
     bits_stored = int(ds.BitsStored)
     if int(ds.get("PixelRepresentation", 0)) == 0 and bits_stored < raw.dtype.itemsize * 8:
-        raw = raw & np.asarray((1 << bits_stored) - 1, dtype=raw.dtype)  # ignore overlay bits above BitsStored
-    # np.asarray, not astype: no extra full-size copy when pydicom already returns float64 (same values)
-    pixels = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
+        # ignore overlay bits above BitsStored (in place: the decoded array is ours, no second full-size copy)
+        keep = np.asarray((1 << bits_stored) - 1, dtype=raw.dtype)
+        raw = np.bitwise_and(raw, keep, out=raw if raw.flags.writeable else None)
+    pixels = _modality_values(raw, ds)
     voi_applied = False
     if voi and (ds.get("VOILUTSequence") or ("WindowCenter" in ds and "WindowWidth" in ds)):
-        pixels = np.asarray(apply_voi_lut(pixels, ds, prefer_lut=True), dtype=np.float64)
+        pixels = np.asarray(apply_voi_lut(pixels.astype(np.float64), ds, prefer_lut=True), dtype=np.float32)
         voi_applied = True
         meta["voi_applied"] = True
     lo, hi = dicom_value_range(ds, voi_applied)
@@ -244,7 +245,28 @@ def dicom_to_image(ds: Any, path: str | Path, voi: bool = False, pixel_limit: in
         owned = pixels is not raw and pixels.base is None  # a fresh array of ours: mirror it in place
         pixels = np.subtract(lo + hi, pixels, out=pixels if owned else None)
         meta["inverted"] = True
-    return XRayImage(pixels.astype(np.float32), str(path), "dicom", spacing, (lo, hi), meta)
+    return XRayImage(np.asarray(pixels, dtype=np.float32), str(path), "dicom", spacing, (lo, hi), meta)
+
+
+def _modality_values(raw: np.ndarray, ds: Any) -> np.ndarray:
+    """The stored values through the Modality LUT or rescale, as a fresh ``float32`` array.
+
+    pydicom's ``apply_modality_lut`` computes the rescale in float64 (8 bytes per pixel, then a float32 copy); float32
+    holds every 16-bit stored value exactly and the rescaled ones to 1e-7 relative, at half the memory, so the rescale
+    is done here and pydicom's function is used only for a Modality LUT Sequence.
+    """
+    from pydicom.pixels import apply_modality_lut
+
+    if ds.get("ModalityLUTSequence"):
+        return np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
+    pixels = raw.astype(np.float32)  # always a copy: the caller may mirror it in place
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        if slope != 1.0:
+            pixels *= np.float32(slope)
+        if intercept != 0.0:
+            pixels += np.float32(intercept)
+    return pixels
 
 
 register_reader("dicom", read_dicom)  # pipeline.io.read_image reads DICOM through this module (io stays below dicom)

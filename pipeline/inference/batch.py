@@ -147,7 +147,7 @@ class BatchRunner:
         overlay_max_side: longest side of the overlay PNG. Defaults to 1024.
         algorithm: SEG algorithm identification; defaults to the predictor's ``model_name``/``model_version``.
         pixel_limit: largest image accepted, in pixels, checked from the header before decoding (``None``:
-            ``$XRAY_SEG_MAX_PIXELS`` or 100 Mpx; ``0``: no limit). See :mod:`pipeline.io.limits`.
+            ``$XRAY_SEG_MAX_PIXELS`` or 64 Mpx; ``0``: no limit). See :mod:`pipeline.io.limits`.
         progress: show a tqdm bar; ``None`` = only on a terminal (rank 0).
         dist_timeout_s: collective timeout under torchrun (ranks wait for the slowest at the final barrier).
 

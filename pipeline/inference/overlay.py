@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_COLOR", "display_image", "overlay_indexed", "overlay_rgb", "write_overlay_png"]
+__all__ = ["DEFAULT_COLOR", "box_reduce", "display_image", "overlay_indexed", "overlay_rgb", "write_overlay_png"]
 
 #: Fill and contour colour (RGB) of the lung mask.
 DEFAULT_COLOR: tuple[int, int, int] = (255, 80, 40)
@@ -37,10 +37,7 @@ def display_image(pixels: np.ndarray, max_side: int | None = 1024) -> np.ndarray
     arr = np.asarray(pixels, dtype=np.float32)
     if max_side is not None and max(arr.shape) > max_side:
         factor = max_side / max(arr.shape)
-        size = (max(1, round(arr.shape[1] * factor)), max(1, round(arr.shape[0] * factor)))
-        arr = _bin(arr, int(1 / factor))  # whole k x k blocks averaged first: the box filter's bulk, 3-4x cheaper
-        if (arr.shape[1], arr.shape[0]) != size:
-            arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr), mode="F").resize(size, Image.Resampling.BOX))
+        arr = box_reduce(arr, (max(1, round(arr.shape[0] * factor)), max(1, round(arr.shape[1] * factor))))
     step = max(1, int(np.sqrt(arr.size / 65_536)))  # percentiles from a ~65k-pixel subsample: fast and stable
     sample = arr[::step, ::step]
     lo, hi = np.percentile(sample, [0.5, 99.5]) if sample.size else (0.0, 1.0)
@@ -48,6 +45,23 @@ def display_image(pixels: np.ndarray, max_side: int | None = 1024) -> np.ndarray
         lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=1.0))
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
     return np.clip((arr - lo) * scale, 0, 255).astype(np.uint8)
+
+
+def box_reduce(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Shrink a ``float32`` image to ``shape`` with a box filter, in memory and time linear in the input.
+
+    Whole ``k x k`` blocks are averaged first in NumPy (no full-size copy), then Pillow's box resize takes the small
+    remainder; on a 2048² film this is 3-4x faster than one box resize of the whole image, with the same pixels.
+    """
+    from PIL import Image
+
+    arr = np.asarray(arr, dtype=np.float32)
+    k = int(min(arr.shape[0] / max(1, shape[0]), arr.shape[1] / max(1, shape[1])))
+    arr = _bin(arr, k)
+    if arr.shape != tuple(shape):
+        arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr), mode="F").resize((shape[1], shape[0]),
+                                                                                     Image.Resampling.BOX))
+    return arr
 
 
 def _bin(arr: np.ndarray, k: int) -> np.ndarray:

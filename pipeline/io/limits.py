@@ -2,8 +2,10 @@
 
 A compressed file's header states the image size, and decoders allocate the output before they read a byte of
 pixel data: a 1.2 KB RLE file claiming 20000 x 20000 pixels makes pydicom allocate 0.8 GB, 60000² about 7 GB, in
-every worker that opens it. Real radiographs stay below about 4300 x 4300 (18 Mpx, large-format detectors), so the
-default limit of 100 Mpx refuses only impossible claims. The batch command (``xray-seg predict --max-pixels``), the
+every worker that opens it. Real radiographs stay below about 4300 x 4300 (18 Mpx, large-format detectors; stitched
+full-spine or long-leg views reach about 30 Mpx), so the default limit of 64 Mpx (8000 x 8000) refuses only
+impossible claims, and keeps one web upload at the limit within about 2 GB of server memory (``pipeline.web.capacity``
+measures 20 bytes per pixel). The batch command (``xray-seg predict --max-pixels``), the
 DICOM reader and the web upload all call :func:`check_pixel_count` with the size read from the header.
 
 The limit comes from, in order: the ``limit`` argument, the ``XRAY_SEG_MAX_PIXELS`` environment variable, and
@@ -16,7 +18,7 @@ Examples::
     >>> check_pixel_count(20000, 20000)
     Traceback (most recent call last):
     ...
-    pipeline.io.limits.PixelLimitError: image claims 20000 x 20000 pixels (400.0 Mpx), above the limit of 100.0 Mpx; ...
+    pipeline.io.limits.PixelLimitError: image claims 20000 x 20000 pixels (400.0 Mpx), above the limit of 64.0 Mpx; ...
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from pipeline.io.image import ImageReadError
 
 __all__ = ["DEFAULT_PIXEL_LIMIT", "PIXEL_LIMIT_ENV", "PixelLimitError", "check_pixel_count", "pixel_limit"]
 
-#: Default largest accepted image, in pixels (rows x columns x frames): 100 Mpx, about 5x the largest radiograph.
-DEFAULT_PIXEL_LIMIT: int = 100_000_000
+#: Default largest accepted image, in pixels (rows x columns x frames): 64 Mpx, about 2x a stitched full-spine view.
+DEFAULT_PIXEL_LIMIT: int = 64_000_000
 
 #: Environment variable that overrides :data:`DEFAULT_PIXEL_LIMIT` (an integer; ``0`` disables the check).
 PIXEL_LIMIT_ENV: str = "XRAY_SEG_MAX_PIXELS"
@@ -57,7 +59,7 @@ def pixel_limit(limit: int | None = None) -> int:
         try:
             limit = int(float(text))
         except ValueError as err:
-            raise ValueError(f"{PIXEL_LIMIT_ENV}={text!r} is not a number of pixels; use e.g. 100000000.") from err
+            raise ValueError(f"{PIXEL_LIMIT_ENV}={text!r} is not a number of pixels; use e.g. 64000000.") from err
     return max(0, int(limit))
 
 

@@ -3,7 +3,7 @@
 A compressed file can claim any size: a 140 kB PNG of 12000² or a 195 kB deflated DICOM of 10000² would make the
 decoders and the resize allocate gigabytes. Before anything is decoded, :func:`claimed_pixels` reads the size the
 header claims (Pillow's lazy open, pydicom without pixel data) and :func:`check_upload_pixels` refuses it above the
-batch's pixel limit (``pipeline.io.limits.check_pixel_count``, default 100 Mpx) with a 413 that says so.
+batch's pixel limit (``pipeline.io.limits.check_pixel_count``, default 64 Mpx) with a 413 that says so.
 
 :class:`UploadSlots` bounds how many uploads are decoded and segmented at the same time and the memory they reserve
 together (about :data:`BYTES_PER_PIXEL` per pixel of each image); a request that finds no room waits a little, then
@@ -31,9 +31,11 @@ logger = logging.getLogger(__name__)
 #: Memory one upload of a typical film may take while it is decoded, segmented and rendered (bytes).
 BYTES_PER_UPLOAD: int = 2 * 1024**3
 
-#: Memory an upload takes per pixel of its image, from decoding to the rendered page: measured 83 bytes per pixel
-#: on a 4280 x 3520 12-bit DICOM (peak RSS 1.95 GB against 0.69 GB idle), rounded up.
-BYTES_PER_PIXEL: int = 90
+#: Memory an upload takes per pixel of its image, from decoding to the rendered page: measured 20 bytes per pixel on
+#: a 4280 x 3520 12-bit DICOM after a warm-up upload (peak RSS 1.09 GB against 0.80 GB;
+#: ``scripts/measure_upload_memory.py``), rounded up. The first upload after a start also pays about 165 MB once
+#: (lazy imports, highdicom's table of the standard).
+BYTES_PER_PIXEL: int = 24
 
 
 def claimed_pixels(path: Path, fmt: str) -> tuple[int, int, int]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.inference.overlay import DEFAULT_COLOR, display_image, overlay_rgb
+from pipeline.inference.overlay import DEFAULT_COLOR, box_reduce, display_image, overlay_rgb
 from pipeline.io import XRayImage
 
 __all__ = [
@@ -223,13 +223,16 @@ _PROB_LUT = _probability_lut()
 
 
 def _probability_levels(prob: np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
-    """Probabilities resized to ``shape`` (bilinear) and quantised to 0..255."""
+    """Probabilities resized to ``shape`` and quantised to 0..255 (box filter when shrinking, bilinear otherwise)."""
     from PIL import Image
 
     p = np.asarray(prob, dtype=np.float32)
     if shape is not None and p.shape != tuple(shape):
-        p = np.asarray(Image.fromarray(np.nan_to_num(p), mode="F").resize((shape[1], shape[0]),
-                                                                          Image.Resampling.BILINEAR))
+        if shape[0] <= p.shape[0] and shape[1] <= p.shape[1]:
+            p = box_reduce(p, shape)  # memory linear in the output: no full-size copy of a 64 Mpx map
+        else:
+            p = np.asarray(Image.fromarray(np.ascontiguousarray(p), mode="F").resize((shape[1], shape[0]),
+                                                                                     Image.Resampling.BILINEAR))
     return np.rint(np.clip(np.nan_to_num(p), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 

@@ -27,6 +27,9 @@ from pipeline.io import XRayImage
 
 __all__ = ["PRESETS", "dicom_context", "pixel_payload"]
 
+#: Pixels converted at a time (bounds the temporaries of a 64 Mpx upload to a few MB).
+_BLOCK_PIXELS = 1 << 20
+
 #: Window presets as (low, high) percentiles of the image's values.
 PRESETS: dict[str, tuple[float, float]] = {"lung": (1.0, 65.0), "bone": (35.0, 99.9)}
 
@@ -44,14 +47,21 @@ def pixel_payload(image: XRayImage, stored_8bit: bool = False) -> tuple[bytes, d
     """
     pixels = np.asarray(image.pixels, dtype=np.float32)
     low, high = float(pixels.min(initial=0.0)), float(pixels.max(initial=0.0))
-    integral = bool(np.array_equal(pixels, np.rint(pixels)))
+    rows_per_block = max(1, _BLOCK_PIXELS // max(1, pixels.shape[1]))  # temporaries of one block, not of the image
+    blocks = [slice(r, r + rows_per_block) for r in range(0, pixels.shape[0], rows_per_block)]
+    integral = all(np.array_equal(pixels[b], np.rint(pixels[b])) for b in blocks)
     if integral and low >= 0 and high <= 65535:
         offset, scale = 0.0, 1.0
     elif integral and high - low <= 65535:
         offset, scale = low, 1.0
     else:
         offset, scale = low, max(high - low, 1e-6) / 65535.0
-    values = np.clip(np.rint((pixels - offset) / scale), 0, 65535).astype("<u2")
+    values = np.empty(pixels.shape, dtype="<u2")
+    for b in blocks:
+        block = pixels[b] - np.float32(offset)
+        if scale != 1.0:
+            block /= np.float32(scale)
+        values[b] = np.clip(np.rint(block, out=block), 0, 65535, out=block)
     sample = values.ravel()[:: max(1, values.size // 1_000_000)]
     u_low, u_high = int(values.min(initial=0)), int(values.max(initial=0))
     presets: dict[str, list[float]] = {}
