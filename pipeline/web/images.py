@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.inference.overlay import DEFAULT_COLOR, box_reduce, display_image, overlay_rgb
+from pipeline.inference.overlay import DEFAULT_COLOR, box_reduce, display_image, overlay_indexed
 from pipeline.io import XRayImage
 
 __all__ = [
@@ -263,6 +263,5 @@ def mask_png_bytes(mask: np.ndarray, binary: bool = True) -> bytes:
 
 
 def overlay_png_bytes(display: np.ndarray, mask: np.ndarray, alpha: float = 0.3) -> bytes:
-    """The review overlay (radiograph, translucent mask, outline) as the batch draws it, as PNG bytes."""
-    binary = (np.asarray(mask) > 0).astype(np.uint8)
-    return png_bytes(overlay_rgb(display, binary, alpha=alpha))
+    """The review overlay (radiograph, translucent mask, outline) exactly as the batch writes it, as PNG bytes."""
+    return _encode(overlay_indexed(display, mask, alpha=alpha))

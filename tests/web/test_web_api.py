@@ -27,8 +27,9 @@ def decode_data_url(url: str) -> bytes:
     return base64.b64decode(payload)
 
 
-def png_array(url: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(decode_data_url(url))))
+def png_array(url: str, mode: str | None = None) -> np.ndarray:
+    picture = Image.open(io.BytesIO(decode_data_url(url)))
+    return np.asarray(picture.convert(mode) if mode else picture)
 
 
 def assert_clean_error(response, status: int) -> None:
@@ -64,7 +65,7 @@ def test_upload_png_returns_overlay_and_stats(client, jsrt_png, upload_root):
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
     assert case["lung_area_px"] == int((mask > 0).sum())
     assert case["lung_area_cm2"] is None and case["spacing_mm"] is None  # a PNG states no spacing
-    assert png_array(downloads["overlay_png"]["href"]).shape == (256, 256, 3)
+    assert png_array(downloads["overlay_png"]["href"], "RGB").shape == (256, 256, 3)
     assert 0.5 <= case["confidence"] <= 1.0 and isinstance(case["flags"], list)
     assert (case["model_name"], case["model_version"]) == ("tiny-test-unet", "test-1")
     assert list(upload_root.iterdir()) == []  # the request's temporary folder is gone
