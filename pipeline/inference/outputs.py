@@ -38,7 +38,7 @@ import numpy as np
 from pipeline.dicom.manifest import JOURNAL_DIR, manifest_columns
 from pipeline.dicom.seg import AlgorithmInfo, write_segmentation
 from pipeline.inference.overlay import write_overlay_png
-from pipeline.io.writers import atomic_path, write_mask_nifti
+from pipeline.io.writers import write_mask_nifti, write_mask_png
 
 __all__ = [
     "DEFAULT_OUTPUTS",
@@ -85,14 +85,7 @@ def _write_seg(path: Path, data: OutputData) -> Path:
 
 
 def _write_png(path: Path, data: OutputData) -> Path:
-    from PIL import Image
-
-    # write_mask_png's pixels (0/255 for binary masks, class indices otherwise) with light compression: a 2048² mask
-    # is 22 KB at zlib level 1 against 7 KB at level 6, and written in 60 % of the time
-    pixels = (data.mask > 0).astype(np.uint8) * 255 if data.binary else data.mask.astype(np.uint8)
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG", compress_level=1)
-    return Path(path)
+    return write_mask_png(path, data.mask, binary=data.binary)
 
 
 def _write_nifti(path: Path, data: OutputData) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.inference.overlay import DEFAULT_COLOR, box_reduce, display_image, overlay_indexed
-from pipeline.io import XRayImage
+from pipeline.io import XRayImage, encode_mask_png
 
 __all__ = [
     "CLASS_COLORS",
@@ -257,9 +257,8 @@ def probability_png_bytes(prob: np.ndarray, shape: tuple[int, int], max_side: in
 
 
 def mask_png_bytes(mask: np.ndarray, binary: bool = True) -> bytes:
-    """The mask at its own size as PNG, as the batch writes it: binary 0/255, class maps as label values."""
-    data = (np.asarray(mask) > 0).astype(np.uint8) * 255 if binary else np.asarray(mask).astype(np.uint8)
-    return png_bytes(data)
+    """The mask at its own size as PNG, byte for byte as the batch writes it (:func:`pipeline.io.encode_mask_png`)."""
+    return encode_mask_png(mask, binary)
 
 
 def overlay_png_bytes(display: np.ndarray, mask: np.ndarray, alpha: float = 0.3) -> bytes:
