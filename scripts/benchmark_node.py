@@ -1,9 +1,11 @@
 """Benchmark the DICOM node: received → SEG stored at the PACS latency, and sustained throughput vs `xray-seg predict`.
 
 The "PACS" is a pynetdicom Storage SCP in this process that records when each SEG arrives (Orthanc itself cannot bind
-to loopback alone; the tests run the real Orthanc in a network namespace). The node is the real
-:class:`pipeline.node.DicomNode`, with its real queue on disk, forwarding by C-STORE over loopback; the sender is a
-pynetdicom C-STORE client. Radiographs are made from the shared JSRT films (or the embedded sample) at ``--size``.
+to loopback alone; the tests run the real Orthanc in a network namespace). The node is what users run: ``xray-seg
+listen`` in its own process (``--in-process`` runs a :class:`pipeline.node.DicomNode` in this one instead, where it
+shares the interpreter lock with the sender and the PACS), with its real queue on disk, forwarding by C-STORE over
+loopback; the sender is a pynetdicom C-STORE client. Radiographs are made from the shared JSRT films (or the embedded
+sample) at ``--size``.
 
 * **latency**: images sent one at a time (the next after the previous SEG arrived); time from the start of the
   C-STORE to the SEG stored at the PACS; median and 90th percentile.
@@ -95,6 +97,61 @@ def sender(port: int, files: list[Path]):
     return assoc, {f: pydicom.dcmread(f) for f in files}
 
 
+class InProcessNode:
+    """A :class:`pipeline.node.DicomNode` in this process."""
+
+    def __init__(self, config, predictor) -> None:
+        from pipeline.node import DicomNode
+
+        self.node = DicomNode(config, predictor=predictor)
+
+    def start(self) -> None:
+        self.node.start()
+
+    def stop(self) -> None:
+        self.node.stop()
+
+
+class ListenProcess:
+    """``xray-seg listen`` in its own process, with ``threads`` torch threads; ready once it answers C-ECHO."""
+
+    def __init__(self, config, threads: int, work: Path) -> None:
+        self.config, self.threads, self.log = config, threads, work / "listen.log"
+        self.process = None
+
+    def start(self, timeout: float = 300.0) -> None:
+        import subprocess
+
+        from pynetdicom import AE
+
+        command = [sys.executable, "-m", "pipeline.cli", "listen", "--model", str(self.config.model),
+                   "--out", str(self.config.out), "--port", str(self.config.port),
+                   "--batch-size", str(self.config.batch_size), "--workers", str(self.config.workers),
+                   "--min-free-mb", "1", "--device", "cpu"] + [a for f in self.config.forward for a in ("--forward", f.url)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        ae = AE("BENCH")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"xray-seg listen exited:\n{self.log.read_text()[-2000:]}")
+            assoc = ae.associate("127.0.0.1", self.config.port, ae_title=self.config.ae_title)
+            if assoc.is_established:
+                assoc.release()
+                return
+            time.sleep(0.5)
+        raise TimeoutError("xray-seg listen did not answer C-ECHO")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=120)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model.pt or MLflow URI")
@@ -104,6 +161,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="node and predict batch size (default 4)")
     parser.add_argument("--workers", type=int, default=0, help="node and predict decoding workers (default 0)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the node in this process instead of `xray-seg listen` in its own")
     args = parser.parse_args()
 
     import torch
@@ -111,7 +170,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     from pipeline.inference import BatchRunner
-    from pipeline.node import DicomNode, NodeConfig, load_node_predictor
+    from pipeline.node import NodeConfig, load_node_predictor
 
     work = Path(tempfile.mkdtemp(prefix="xray-seg-node-bench-"))
     files = make_images(work / "images", args.images, args.size)
@@ -120,7 +179,7 @@ def main() -> int:
     config = NodeConfig(model=args.model, out=work / "node", port=free_port(), batch_size=args.batch_size,
                         workers=args.workers, forward=[f"dimse://PACS@127.0.0.1:{pacs.port}"], min_free_mb=1)
     predictor = load_node_predictor(config)
-    node = DicomNode(config, predictor=predictor)
+    node = InProcessNode(config, predictor) if args.in_process else ListenProcess(config, args.threads, work)
     node.start()
     try:
         # warm-up (first model call chooses the inference path)
@@ -160,6 +219,7 @@ def main() -> int:
         "latency_median_s": statistics.median(latencies),
         "latency_p90_s": sorted(latencies)[int(0.9 * (len(latencies) - 1))],
         "node_images_per_s": node_ips, "predict_images_per_s": predict_ips, "ratio": node_ips / predict_ips,
+        "node": "in process" if args.in_process else "xray-seg listen (own process)",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
