@@ -72,7 +72,6 @@ def run_predict(args: argparse.Namespace) -> int:
     from pipeline.dicom.errors import one_line
 
     from pipeline.inference import BatchRunner, OutputFolderError, check_output_dir, is_model_uri, load_predictor
-    from pipeline.inference.loading import checkpoint_version
     from pipeline.inference.outputs import parse_outputs
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
@@ -107,9 +106,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.model_name:
         kwargs["model_name"] = args.model_name
     if args.model_version:
-        kwargs["model_version"] = args.model_version
-    elif not is_model_uri(str(args.model)) and Path(args.model).is_file():
-        kwargs["model_version"] = checkpoint_version(Path(args.model))
+        kwargs["model_version"] = args.model_version  # else the file's hash (Predictor.from_checkpoint)
     try:
         if is_model_uri(str(args.model)):
             predictor = load_predictor(args.model, **kwargs)

@@ -62,7 +62,6 @@ def build_app(args: argparse.Namespace) -> Any:
         FileNotFoundError: the checkpoint or the results folder does not exist.
     """
     from pipeline.cli.predict import parse_overrides
-    from pipeline.inference.loading import checkpoint_version
     from pipeline.inference import is_model_uri, load_predictor
     from pipeline.web import create_app
 
@@ -80,9 +79,6 @@ def build_app(args: argparse.Namespace) -> Any:
         if is_model_uri(str(args.model)):
             predictor = load_predictor(args.model, **kwargs)
         else:
-            if not Path(args.model).is_file():
-                raise FileNotFoundError(f"{args.model}: checkpoint not found.")
-            kwargs.setdefault("model_version", checkpoint_version(Path(args.model)))
             predictor = load_predictor(args.model, overrides=parse_overrides(args.override),
                                        **kwargs)
     from pipeline.web.guard import default_allowed_hosts

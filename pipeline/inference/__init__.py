@@ -2,7 +2,7 @@
 
 from pipeline.inference.acceleration import OptimizedNetwork, optimize_for_inference
 from pipeline.inference.batch import BatchRunner, BatchSummary
-from pipeline.inference.loading import checkpoint_version, load_predictor
+from pipeline.inference.loading import load_predictor
 from pipeline.inference.outputs import (
     OUTPUT_KINDS,
     REVIEW_FILES,
@@ -24,7 +24,6 @@ __all__ = [
     "Prediction",
     "Predictor",
     "check_output_dir",
-    "checkpoint_version",
     "display_image",
     "is_model_uri",
     "load_predictor",

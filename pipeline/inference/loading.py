@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.inference.predictor import Predictor, is_model_uri
-from pipeline.model import ModelArtifact, model_version
+from pipeline.model import ModelArtifact
 
-__all__ = ["checkpoint_version", "is_model_uri", "load_predictor"]
+__all__ = ["is_model_uri", "load_predictor"]
 
 #: Artifact fields that describe the network itself: for files holding bare weights they say which network it is.
 _NETWORK_FIELDS = ("network_name", "network_kwargs", "num_classes", "class_names")
@@ -34,7 +34,3 @@ def load_predictor(model: str | Path, overrides: dict[str, Any] | None = None, *
     default = ModelArtifact(**network, **{k: v for k, v in overrides.items() if k in ModelArtifact.__dataclass_fields__})
     return Predictor.from_checkpoint(model, default=default, **overrides, **kwargs)
 
-
-def checkpoint_version(path: str | Path) -> str:
-    """``sha256:<12 hex>`` of a model file (:func:`pipeline.model.model_version`)."""
-    return model_version(path)

@@ -58,14 +58,12 @@ NODE_COLUMNS: tuple[str, ...] = (
 
 def load_node_predictor(config: NodeConfig) -> Any:
     """The Predictor ``xray-seg predict`` would build for the same model, device and overrides."""
-    from pipeline.inference import checkpoint_version, is_model_uri, load_predictor
+    from pipeline.inference import is_model_uri, load_predictor
 
     kwargs: dict[str, Any] = {"device": config.device}
     if is_model_uri(str(config.model)):
         return load_predictor(config.model, **kwargs)
-    if Path(config.model).is_file():
-        kwargs["model_version"] = checkpoint_version(Path(config.model))
-    return load_predictor(config.model, overrides=config.overrides or None, **kwargs)
+    return load_predictor(config.model, overrides=config.overrides or None, **kwargs)  # version: the file's hash
 
 
 class _Backoff:

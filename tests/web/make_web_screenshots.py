@@ -65,13 +65,12 @@ def main() -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     from pipeline.cli.predict import parse_overrides
-    from pipeline.inference.loading import checkpoint_version
     from pipeline.dicom import make_radiograph_dicom
     from pipeline.inference import load_predictor
     from pipeline.web import create_app
 
     predictor = load_predictor(args.model, overrides=parse_overrides(args.override), device="cpu",
-                               model_name="chest-xray-lung-seg", model_version=checkpoint_version(Path(args.model)))
+                               model_name="chest-xray-lung-seg")
     work = Path(tempfile.mkdtemp(prefix="xray-seg-shots-"))
     results = make_batch(predictor, work)
     upload = make_radiograph_dicom(np.asarray(Image.open(SAMPLE / "JPCLN008.png").convert("L")),
