@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
 from monai.transforms import Compose
 
 from pipeline.data.synthetic import generate_sample
@@ -18,9 +17,8 @@ from pipeline.model import load_model
 from pipeline.postprocessing.calibration import apply_calibration
 from pipeline.postprocessing.cleanup import clean_lung_mask
 from pipeline.transforms import preprocessing
-from xray_test_paths import LUNG_BUNDLE, SAMPLE_DIR
+from xray_test_paths import SAMPLE_DIR, train_lung_bundle
 
-CONFIGS = LUNG_BUNDLE / "configs"
 SIZE = 32
 
 
@@ -28,18 +26,12 @@ SIZE = 32
 def trained(tmp_path_factory) -> tuple[Path, dict]:
     """A small BasicUNet trained on the committed 30-image JSRT sample through the bundle's real train.yaml."""
     tmp = tmp_path_factory.mktemp("calibrated")
-    wf = ConfigWorkflow(
-        config_file=[str(CONFIGS / "common.yaml"), str(CONFIGS / "train.yaml")], meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"), run_id="training", workflow_type=None,
-        bundle_root=str(LUNG_BUNDLE), dataset_dir="sample", output_dir=f"$'{tmp / 'eval'}'",
-        ckpt_dir=str(tmp / "models"), image_size=SIZE, max_epochs=10, batch_size=4, num_workers=0,
-        network_kwargs={"features": [8, 8, 16, 32, 64, 8]}, learning_rate=1e-3, early_stop_patience=0,
+    train_lung_bundle(
+        tmp, image_size=SIZE, max_epochs=10, network_kwargs={"features": [8, 8, 16, 32, 64, 8]}, learning_rate=1e-3,
+        early_stop_patience=0,
         cpu_bf16=False,  # float32 on every CPU: the same model wherever the suite runs
         split_fractions=[0.5, 0.3, 0.2],  # 9 validation images (the default split has 4): a reference worth the name
     )
-    wf.initialize()
-    wf.run()
-    wf.finalize()
     datalist = json.loads((tmp / "eval" / "datalist.json").read_text())
     return tmp / "models" / "model.pt", datalist
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xray_test_paths import LUNG_BUNDLE, REPO_ROOT, SAMPLE_DIR, TINY_BASIC_UNET
+from xray_test_paths import REPO_ROOT, SAMPLE_DIR, train_lung_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -86,29 +86,8 @@ def venv(work, wheel) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(work) -> Path:
     """A tiny BasicUNet trained for one epoch at 32 px through the lung bundle (in this process, from the checkout)."""
-    from monai.bundle import ConfigWorkflow
-
-    configs = LUNG_BUNDLE / "configs"
     out = work / "training"
-    wf = ConfigWorkflow(
-        config_file=[str(configs / "common.yaml"), str(configs / "train.yaml")],
-        meta_file=str(configs / "metadata.json"),
-        logging_file=str(configs / "logging.conf"),
-        run_id="training",
-        workflow_type=None,
-        bundle_root=str(LUNG_BUNDLE),
-        dataset_dir="sample",
-        output_dir=f"$'{out / 'eval'}'",
-        ckpt_dir=str(out / "models"),
-        image_size=32,
-        max_epochs=1,
-        batch_size=4,
-        num_workers=0,
-        network_kwargs=TINY_BASIC_UNET,
-    )
-    wf.initialize()
-    wf.run()
-    wf.finalize()
+    train_lung_bundle(out)
     model = out / "models" / "model.pt"
     assert model.is_file()
     return model

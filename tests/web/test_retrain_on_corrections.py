@@ -15,15 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
 from PIL import Image
 
 from pipeline.data import DatasetFolders, prepare_datalist, resolve_dataset_dir
 from pipeline.model import ModelFileError, load_model, model_version
 from pipeline.web.corrections import corrected_stem, save_correction
-from xray_test_paths import LUNG_BUNDLE, TINY_BASIC_UNET
+from xray_test_paths import train_lung_bundle
 
-CONFIGS = LUNG_BUNDLE / "configs"
 
 
 def corrections_from_batch(batch_dir: Path, target: Path) -> str:
@@ -55,28 +53,9 @@ def test_corrections_join_the_training_split_only(batch_dir, tmp_path):
     assert again["extra_training"]["hash"] != both["extra_training"]["hash"]
 
 
-def lung_training(tmp_path: Path, name: str, tracking_uri: str | None, **overrides) -> ConfigWorkflow:
-    """A tiny tracked training of the lung bundle (as ``python -m monai.bundle run training --tracking mlflow``)."""
-    settings = {"image_size": 32, "batch_size": 4, "num_workers": 0, "network_kwargs": TINY_BASIC_UNET,
-                "dataset_dir": "sample", **overrides}
-    wf = ConfigWorkflow(
-        config_file=[str(CONFIGS / "common.yaml"), str(CONFIGS / "train.yaml")],
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=False,
-        run_id="training",
-        workflow_type=None,
-        **({"tracking": "mlflow", "tracking_uri": tracking_uri} if tracking_uri else {}),
-        bundle_root=str(LUNG_BUNDLE),
-        output_dir=f"$'{tmp_path / name / 'eval'}'",
-        ckpt_dir=str(tmp_path / name / "models"),
-        **settings,
-    )
-    wf.initialize()
-    try:
-        wf.run()
-    finally:
-        wf.finalize()
-    return wf
+def lung_training(tmp_path: Path, name: str, tracking_uri: str | None, **overrides):
+    """A tiny training of the lung bundle into ``tmp_path/name`` (tracked when ``tracking_uri`` is given)."""
+    return train_lung_bundle(tmp_path / name, tracking_uri, **overrides)
 
 
 @pytest.fixture()
@@ -109,7 +88,9 @@ def test_fine_tune_from_the_champion_on_corrections_is_a_tagged_challenger(batch
     assert best == pytest.approx(champion.parser.get_parsed_content("validate#evaluator").state.best_metric, abs=1e-6)
 
     datalist = tuned.parser.get_parsed_content("datalist")
-    assert stem in [p["id"] for p in datalist["training"]]
+    assert stem in [p["id"] for p in datalist["training"]]  # the corrected case joins training only
+    assert stem not in [p["id"] for p in datalist["validation"] + datalist["test"]]
+    assert tuned.parser.get_parsed_content("dataset_name") == "jsrt30"
     artifact, _ = load_model(tmp_path / "tuned" / "models" / "model.pt")
     start = artifact.provenance["fine_tuned_from"]
     assert start == {"source": "models:/chest-xray-lung-seg@champion", "model_version": model_version(champion_file),
@@ -145,33 +126,3 @@ def test_starting_weights_of_another_network_are_refused_with_the_fix(tmp_path):
     with pytest.raises(Exception) as err:
         lung_training(tmp_path, "missing", None, max_epochs=1, pretrained=str(tmp_path / "nowhere.pt"))
     assert isinstance(cause(err.value), FileNotFoundError) and "no such model file" in str(cause(err.value))
-
-
-def test_lung_bundle_fine_tunes_one_epoch_on_original_and_corrected_cases(batch_dir, tmp_path):
-    corrections = tmp_path / "corrections"
-    stem = corrections_from_batch(batch_dir, corrections)
-    wf = ConfigWorkflow(
-        config_file=[str(CONFIGS / "common.yaml"), str(CONFIGS / "train.yaml")],
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
-        run_id="training",
-        workflow_type=None,
-        bundle_root=str(LUNG_BUNDLE),
-        dataset_dir=["sample", str(corrections)],
-        output_dir=f"$'{tmp_path / 'eval'}'",
-        ckpt_dir=str(tmp_path / "models"),
-        image_size=32,
-        max_epochs=1,
-        batch_size=4,
-        num_workers=0,
-        network_kwargs=TINY_BASIC_UNET,
-    )
-    wf.initialize()
-    wf.run()
-    wf.finalize()
-    datalist = wf.parser.get_parsed_content("datalist")
-    assert stem in [p["id"] for p in datalist["training"]]
-    assert stem not in [p["id"] for p in datalist["validation"] + datalist["test"]]
-    assert wf.parser.get_parsed_content("dataset_name") == "jsrt30"
-    assert wf.parser.get_parsed_content("train#trainer").state.epoch == 1
-    assert (tmp_path / "models" / "model.pt").is_file()
