@@ -78,3 +78,11 @@ def test_checkpoint_artifact_and_bare_weights(tmp_path):
     with pytest.raises(ModelFileError):
         load_model(bare)  # bare weights need the config's description
     assert checkpoint_artifact(bare, default={"network_name": "lite_unet"}).network_name == "lite_unet"
+
+
+def test_per_start_lowers_what_a_fine_tune_needs_lower():
+    from pipeline.bundle import per_start
+
+    assert per_start(None, 1e-4, 2e-5) == 1e-4 and per_start("", 1e-4, 2e-5) == 1e-4
+    assert per_start("models:/chest-xray-lung-seg@champion", 1e-4, 2e-5) == 2e-5
+    assert per_start("/models/model.pt", 1e-4, 2e-5) == 2e-5
