@@ -27,7 +27,7 @@ from pipeline.bundle.distributed import distributed_network, finish_distributed,
 from pipeline.bundle.handlers import LogMessageHandler, RankZeroHandlers, ValidationEarlyStop, batch_image_meta
 from pipeline.bundle.inference import FolderInference, input_dataset
 from pipeline.bundle.loaders import evaluation_loader, training_loader
-from pipeline.bundle.starting_weights import StartingWeights, resolve_starting_weights, starting_network
+from pipeline.bundle.starting_weights import StartingWeights, fine_tunes, resolve_starting_weights, starting_network
 
 __all__ = [
     "FolderInference",
@@ -54,6 +54,7 @@ __all__ = [
     "local_device",
     "write_state_dict",
     "StartingWeights",
+    "fine_tunes",
     "resolve_starting_weights",
     "starting_network",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from monai.losses import DiceCELoss
 
+from pipeline.bundle.starting_weights import fine_tunes
 from pipeline.engines.device_path import resolve_data_path
 
 __all__ = ["dataset_folder", "folder_name", "on_device_data", "per_device", "per_start", "place_network",
@@ -44,7 +45,7 @@ def per_start(pretrained: Any, scratch: Any, fine_tune: Any) -> Any:
         scratch: value when training from scratch.
         fine_tune: value when starting from given weights.
     """
-    return scratch if pretrained in (None, "", "none", "None") else fine_tune
+    return fine_tune if fine_tunes(pretrained) else scratch
 
 
 def on_device_data(data_path: str = "auto", device: str | torch.device | None = None) -> bool:

@@ -6,8 +6,8 @@
     --pretrained "models:/chest-xray-lung-seg@champion"   # the registry's champion (MLflow store, see below)
 
 A registered model is fetched with :func:`pipeline.tracking.fetch_model` from ``pretrained_tracking_uri``, or, when
-that is empty, from ``$MLFLOW_TRACKING_URI`` or the store ``--tracking`` writes by default
-(``<output_dir>/mlruns.db``). The starting
+that is empty, from the store :func:`pipeline.tracking.default_tracking_uri` finds for the bundle's ``output_dir``
+(``$MLFLOW_TRACKING_URI``, else the ``mlruns.db`` that ``--tracking`` writes there). The starting
 model must have the same network (name, constructor arguments, classes) as the run; a mismatch stops the run before
 the first epoch with both descriptions. Preprocessing differences (image size, intensity) are allowed and logged:
 fine-tuning at another resolution is a legitimate choice, but the reader of the log should see it.
@@ -16,7 +16,6 @@ fine-tuning at another resolution is a legitimate choice, but the reader of the 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +23,14 @@ from torch import nn
 
 from pipeline.model import ModelArtifact, ModelFileError, load_model, model_version
 
-__all__ = ["StartingWeights", "resolve_starting_weights", "starting_network"]
+__all__ = ["StartingWeights", "fine_tunes", "resolve_starting_weights", "starting_network"]
 
 logger = logging.getLogger(__name__)
 
-#: URI schemes resolved through the MLflow registry rather than the file system.
-REGISTRY_SCHEMES = ("models:/", "runs:/")
+
+def fine_tunes(pretrained: str | Path | None) -> bool:
+    """Whether ``pretrained`` names starting weights (``None``, ``""`` and ``none`` mean: train from scratch)."""
+    return pretrained not in (None, "", "none", "None")
 
 
 @dataclass(frozen=True)
@@ -55,26 +56,26 @@ def resolve_starting_weights(pretrained: str | Path, tracking_uri: str | None = 
 
     Args:
         pretrained: ``model.pt`` path, ``models:/NAME@alias``, ``models:/NAME/VERSION`` or ``runs:/RUN/model``.
-        tracking_uri: store of a registry URI; empty: ``$MLFLOW_TRACKING_URI``, else ``<store_dir>/mlruns.db``.
+        tracking_uri: store of a registry URI; empty: :func:`pipeline.tracking.default_tracking_uri` of ``store_dir``.
         store_dir: the bundle's ``output_dir`` (where ``--tracking`` keeps its SQLite store by default).
 
     Raises:
         FileNotFoundError: the path does not exist (the message says what to pass instead).
     """
-    source = str(pretrained)
-    if source.startswith(REGISTRY_SCHEMES):
-        from pipeline.tracking import default_tracking_uri, fetch_model, sqlite_uri
+    from pipeline.inference import is_model_uri  # here, not at import: the bundle factories stay light
 
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (
-            sqlite_uri(Path(store_dir) / "mlruns.db") if store_dir else default_tracking_uri())
-        fetched = fetch_model(source, uri)
+    source = str(pretrained)
+    if is_model_uri(source):
+        from pipeline.tracking import default_tracking_uri, fetch_model
+
+        fetched = fetch_model(source, tracking_uri or default_tracking_uri(store_dir))
         registered = f"{fetched.name}/{fetched.version}" if fetched.version else ""
         return StartingWeights(source, Path(fetched.path), model_version(fetched.path), registered)
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
             f"--pretrained {source}: no such model file. Pass a model.pt written by this project's training, or a "
-            "registered model such as \"models:/chest-xray-lung-seg@champion\" (with --tracking_uri or "
+            "registered model such as \"models:/chest-xray-lung-seg@champion\" (with --pretrained_tracking_uri or "
             "$MLFLOW_TRACKING_URI naming the store)."
         )
     return StartingWeights(source, path, model_version(path))
@@ -94,7 +95,7 @@ def starting_network(network: nn.Module, artifact: ModelArtifact, pretrained: st
     Raises:
         ModelFileError: the starting model's network differs from the run's (name, arguments or classes).
     """
-    if pretrained in (None, "", "none", "None"):
+    if not fine_tunes(pretrained):
         return network
     start = resolve_starting_weights(str(pretrained), tracking_uri, store_dir)
     source_artifact, weights = load_model(start.path)

@@ -11,10 +11,7 @@ import base64
 import io
 import os
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +19,7 @@ import pytest
 from PIL import Image
 
 from pipeline.web import create_app
+from tests.web.conftest import serve_in_thread
 
 BROWSER_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 DRIVER_CANDIDATES = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
@@ -85,24 +83,9 @@ def browser():
 @pytest.fixture(scope="module")
 def server(predictor, batch_dir, tmp_path_factory):
     """The application under uvicorn on a free localhost port, in a thread."""
-    import uvicorn
-
     uploads = tmp_path_factory.mktemp("browser-uploads")
-    app = create_app(predictor, results_dir=batch_dir, upload_tmp_dir=uploads)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + WAIT_S
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "uploads": uploads}
-    uv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_in_thread(create_app(predictor, results_dir=batch_dir, upload_tmp_dir=uploads), WAIT_S) as base:
+        yield {"url": base, "uploads": uploads}
 
 
 def wait(driver, condition, timeout: float = WAIT_S):
