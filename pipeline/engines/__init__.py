@@ -13,6 +13,7 @@ __all__ += ["DEFAULT_CALIBRATION", "DEFAULT_CLEANUP", "CalibrationHandler", "cal
 from pipeline.engines.device_path import DATA_PATHS, DetachOutputd, DevicePrepareBatch, amp_kwargs, resolve_data_path
 
 __all__ += ["DATA_PATHS", "DetachOutputd", "DevicePrepareBatch", "amp_kwargs", "resolve_data_path"]
+from pipeline.engines.atomic_checkpoint import AtomicCheckpointSaver
 from pipeline.engines.autocast import CpuAutocastInferer, cpu_has_native_bf16
 
-__all__ += ["CpuAutocastInferer", "cpu_has_native_bf16"]
+__all__ += ["AtomicCheckpointSaver", "CpuAutocastInferer", "cpu_has_native_bf16"]

@@ -38,7 +38,9 @@ from pipeline.dicom import (
 from pipeline.inference import BatchRunner, load_predictor
 from pipeline.networks import get_network
 
-TINY = {"features": [4, 4, 8, 16, 32, 4]}
+from xray_test_paths import TINY_BASIC_UNET
+
+TINY = TINY_BASIC_UNET
 OVERRIDES = ["--override", "image_size=64", "--override", f"network_kwargs={TINY}"]
 BIRTH_DATE = "1965-03-12"
 NAME = "Planted^Ottoline"

@@ -20,7 +20,9 @@ from pipeline.dicom import FixtureVariant, make_fixture_set, read_segmentation_m
 from pipeline.dicom.manifest import JOURNAL_DIR
 from pipeline.networks import get_network
 
-TINY = {"features": [4, 4, 8, 16, 32, 4]}
+from xray_test_paths import TINY_BASIC_UNET
+
+TINY = TINY_BASIC_UNET
 N_FILES = 30
 
 

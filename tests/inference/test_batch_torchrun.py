@@ -25,7 +25,9 @@ from pipeline.dicom import (
 )
 from pipeline.networks import get_network
 
-TINY = {"features": [4, 4, 8, 16, 32, 4]}
+from xray_test_paths import TINY_BASIC_UNET
+
+TINY = TINY_BASIC_UNET
 COMPARED = ("status", "code", "reason", "sop_instance_uid", "lung_area_px", "qc_flags", "seg", "mask_png", "overlay")
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-TINY = {"features": [4, 4, 8, 16, 32, 4]}
+from xray_test_paths import TINY_BASIC_UNET
+
+TINY = TINY_BASIC_UNET
 SETTINGS = {"image_size": 64, "intensity": "minmax", "num_classes": 1, "threshold": 0.5,
             "network_name": "basic_unet", "network_kwargs": TINY}
 
