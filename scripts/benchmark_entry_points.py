@@ -31,7 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from pipeline.runtime import configure_openmp
+
+configure_openmp()  # as the xray-seg commands do, before torch loads: time what users run
+
+import torch  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pipeline.runtime import configure_openmp
+
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``xray-seg``; returns the process exit code."""
+    configure_openmp()  # before the sub-commands import torch
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -58,20 +58,19 @@ def write_png(path: str | Path, array: np.ndarray) -> Path:
 
 
 def encode_mask_png(mask: np.ndarray, binary: bool = True) -> bytes:
-    """A mask as 8-bit PNG bytes: binary masks as 0/255 (visible in any viewer), class maps as indices.
+    """A mask as 8-bit greyscale PNG bytes: binary masks as 0/255 (visible in any viewer), class maps as indices.
 
-    Masks are long runs of one value, so zlib's run-length strategy at level 1 suits them: a 2048² lung mask is about
-    11 KB (30 KB with the default strategy at level 1, 12 KB at level 6) and is encoded faster than either.
+    Masks are long runs of one value: with the "up" row filter most rows become zeros, and zlib's run-length strategy
+    at level 1 with a small memory level deflates them fastest. A 2048² lung mask is about 11 KB and takes 8 ms on the
+    development box (Pillow's encoder: 32 ms, most of it spent choosing row filters; see :mod:`pipeline.io.png`).
     """
-    import io
     import zlib
 
-    from PIL import Image
+    from pipeline.io.png import FILTER_UP, encode_bilevel_png, encode_png
 
-    data = np.multiply(np.asarray(mask) > 0, 255, dtype=np.uint8) if binary else np.asarray(mask).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(data)).save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
-    return buffer.getvalue()
+    if binary:
+        return encode_bilevel_png(mask)
+    return encode_png(np.asarray(mask).astype(np.uint8), row_filter=FILTER_UP, strategy=zlib.Z_RLE, mem_level=4)
 
 
 def write_mask_png(path: str | Path, mask: np.ndarray, binary: bool = True) -> Path:

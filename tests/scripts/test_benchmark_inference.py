@@ -21,6 +21,7 @@ def test_benchmark_inference_reports_every_stage(tmp_path):
     assert (seg_only["outputs"], default["outputs"]) == ("seg", "seg,png,overlay")
     assert seg_only["relative_to_first"] == 1.0
     assert default["relative_to_first"] == default["images_per_second"] / seg_only["images_per_second"]
+    assert len(default["passes"]) == 1 and default["median_pass_ratio"] == default["relative_to_first"]
     for result in (seg_only, default):
         assert result["images"] == 3 and result["images_per_second"] > 0
         assert set(result["ms_per_image"]) == {"read", "preprocess", "model", "write"}
