@@ -1,0 +1,61 @@
+"""The xray-seg commands make idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE) unless the user chose otherwise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from pipeline.runtime import OPENMP_DEFAULTS, configure_openmp
+
+PROBE = (
+    "import os, sys; from pipeline.runtime import configure_openmp; early = configure_openmp(); import torch; "
+    "print(os.environ.get('OMP_WAIT_POLICY'), early, configure_openmp())"
+)
+
+
+def run_probe(**env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120,
+                          env={**clean, **env})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.split()
+
+
+def test_passive_by_default_before_torch_loads_and_too_late_after():
+    assert run_probe() == ["PASSIVE", "True", "False"]
+
+
+def test_a_users_choice_is_kept():
+    assert run_probe(OMP_WAIT_POLICY="ACTIVE") == ["ACTIVE", "True", "False"]
+
+
+COMMAND_PROBE = """
+import os, sys
+import pipeline.cli as cli
+seen = {}
+build_parser = cli.build_parser
+def spy():
+    seen.update(policy=os.environ.get("OMP_WAIT_POLICY"), torch="torch" in sys.modules)
+    return build_parser()
+cli.build_parser = spy
+cli.main([])  # no sub-command: prints the help, returns 2
+print(seen["policy"], seen["torch"])
+"""
+
+
+def test_the_command_sets_it_before_its_sub_commands_import_torch():
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    proc = subprocess.run([sys.executable, "-c", COMMAND_PROBE], capture_output=True, text=True, timeout=120,
+                          env=clean)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["PASSIVE", "False"]
+
+
+def test_configure_openmp_on_a_given_environment():
+    environ: dict[str, str] = {"OMP_WAIT_POLICY": "ACTIVE"}
+    configure_openmp(environ)
+    assert environ == {"OMP_WAIT_POLICY": "ACTIVE"}
+    environ = {}
+    configure_openmp(environ)
+    assert environ == OPENMP_DEFAULTS
