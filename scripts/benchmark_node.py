@@ -165,6 +165,9 @@ def main() -> int:
                         help="run the node in this process instead of `xray-seg listen` in its own")
     args = parser.parse_args()
 
+    from pipeline.runtime import configure_openmp
+
+    configure_openmp()  # as `xray-seg predict` and `xray-seg listen` do, before torch loads
     import torch
 
     torch.set_num_threads(args.threads)
