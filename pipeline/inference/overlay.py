@@ -1,4 +1,4 @@
-"""Review overlays: the radiograph with a translucent mask and its contour, as an RGB PNG.
+"""Review overlays: the radiograph with a translucent mask and its contour, as a palette PNG.
 
 Meant for a quick visual check of a batch (a reader flicks through ``overlays/*.png``), not for diagnosis. The image
 is reduced to at most ``max_side`` pixels first (box filter), then windowed robustly (0.5th-99.5th percentile, so
