@@ -76,8 +76,10 @@ def palette_png_bytes(indices: np.ndarray, colours: np.ndarray | list[tuple[int,
         colours: RGB colour of each index (at most 256).
         transparent: index drawn fully transparent (``None``: none).
     """
+    palette = np.zeros((256, 3), dtype=np.uint8)  # every index valid: one missing from ``colours`` is drawn black
     table = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)[:256]
-    return encode_png(np.asarray(indices, dtype=np.uint8), table, transparent, strategy=zlib.Z_RLE)
+    palette[: len(table)] = table
+    return encode_png(np.asarray(indices, dtype=np.uint8), palette, transparent, strategy=zlib.Z_RLE)
 
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
