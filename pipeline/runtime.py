@@ -6,7 +6,9 @@ overlays need those cores: on the 2-core development box the spinning threads to
 outputs slowed the model from 85 to 151 ms per batch item. With ``OMP_WAIT_POLICY=PASSIVE`` idle OpenMP threads sleep
 at once: in ``scripts/benchmark_inference.py`` (2048² DICOMs, 2 cores) the SEG-only rate went from 8.3 to 10.1
 images/s and the default outputs from 4.9 to 7.1. A model alone on an idle machine loses a little (24 -> 20 images/s
-through the network), which the commands never are.
+through the network), which these commands never are. Training is the opposite case (one big model step after
+another, nothing else to run): a bf16 BasicUNet step took 556-746 ms with spinning threads and 803-1843 ms passive,
+so only the serving commands (``predict``, ``listen``, ``serve``: :data:`pipeline.cli.SERVING_COMMANDS`) set it.
 
 libgomp reads the variable once, when it is loaded, so :func:`configure_openmp` must run before ``import torch``;
 a value the user set is kept.
