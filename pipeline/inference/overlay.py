@@ -27,6 +27,7 @@ __all__ = [
     "box_reduce",
     "display_image",
     "encode_overlay_png",
+    "nearest_resize",
     "overlay_indexed",
     "overlay_rgb",
     "write_overlay_png",
@@ -65,7 +66,8 @@ def display_image(pixels: np.ndarray, max_side: int | None = 1024) -> np.ndarray
 
 
 def box_reduce(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Shrink a ``float32`` image to ``shape`` with a box filter, in memory and time linear in the input.
+    """Shrink an image (any numeric dtype) to ``shape`` with a ``float32`` box filter, in memory and time linear in the
+    input.
 
     Whole ``k x k`` blocks are averaged first in NumPy (no full-size copy), then Pillow's box resize takes the small
     remainder; on a 2048² film this is 3-4x faster than one box resize of the whole image, with the same pixels.
@@ -100,21 +102,22 @@ def _bin(arr: np.ndarray, k: int) -> np.ndarray:
     return binned
 
 
-def _fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The binary mask at ``shape`` by nearest neighbour (the centre pixel of each output pixel's footprint).
+def nearest_resize(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask or label map at ``shape`` by nearest neighbour (the centre pixel of each output pixel's footprint).
 
-    Picking pixels is ~10x cheaper than averaging them, and the mask is only drawn at display size; whole-number
-    factors (2048 -> 1024) are a strided view, other factors one gather.
+    Values stay exact (class indices survive), and picking pixels is ~10x cheaper than averaging them; whole-number
+    factors (2048 -> 1024) are a strided view, other factors one gather. The batch overlays and the review page's mask
+    layers both shrink masks with it.
     """
-    m = np.asarray(mask)
+    m = np.asarray(labels)
     if m.shape == tuple(shape):
-        return m > 0
+        return m
     if m.shape[0] % shape[0] == 0 and m.shape[1] % shape[1] == 0:
         fy, fx = m.shape[0] // shape[0], m.shape[1] // shape[1]
-        return m[fy // 2::fy, fx // 2::fx] > 0
+        return m[fy // 2::fy, fx // 2::fx]
     rows = np.floor((np.arange(shape[0]) + 0.5) * (m.shape[0] / shape[0])).astype(np.intp)
     cols = np.floor((np.arange(shape[1]) + 0.5) * (m.shape[1] / shape[1])).astype(np.intp)
-    return m[rows[:, None], cols] > 0
+    return m[rows[:, None], cols]
 
 
 def _contour(mask: np.ndarray) -> np.ndarray:
@@ -143,7 +146,7 @@ def overlay_rgb(
     Returns:
         ``uint8`` ``(h, w, 3)`` RGB image.
     """
-    m = _fit_mask(mask, display.shape[:2])
+    m = nearest_resize(mask, display.shape[:2]) > 0
     gray = np.asarray(display, dtype=np.uint8)
     edge = _contour(m)
     levels = np.arange(256, dtype=np.float32)
@@ -170,7 +173,7 @@ def overlay_indexed(
     Returns:
         ``uint8`` ``(h, w)`` palette indices and the ``uint8`` ``(256, 3)`` RGB palette.
     """
-    m = _fit_mask(mask, display.shape[:2])
+    m = nearest_resize(mask, display.shape[:2]) > 0
     index = np.right_shift(np.asarray(display, dtype=np.uint8), 1)  # 0..127: grey
     index |= m.view(np.uint8) << 7  # 128..255: tinted grey
     np.bitwise_or(index, 127, out=index, where=_contour(m))  # 255: the contour (the brightest tint gives way to it)

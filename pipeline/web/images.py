@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from pipeline.inference.overlay import DEFAULT_COLOR, box_reduce, display_image, encode_overlay_png
+from pipeline.inference.overlay import DEFAULT_COLOR, box_reduce, display_image, encode_overlay_png, nearest_resize
 from pipeline.io import XRayImage, encode_mask_png
 from pipeline.io.png import FILTER_UP, encode_png
 
@@ -129,14 +129,8 @@ def display_window(image: XRayImage, max_side: int | None = DISPLAY_MAX_SIDE) ->
 
 
 def fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A label map resized to ``shape`` (nearest neighbour, so class values stay exact)."""
-    from PIL import Image
-
-    labels = np.asarray(mask).astype(np.uint8)
-    if labels.shape == tuple(shape):
-        return labels
-    resized = Image.fromarray(labels).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
-    return np.asarray(resized)
+    """A label map resized to ``shape`` (nearest neighbour, so class values stay exact), as ``uint8``."""
+    return np.ascontiguousarray(nearest_resize(np.asarray(mask).astype(np.uint8, copy=False), shape))
 
 
 def _colour_of(label: int) -> tuple[int, int, int]:
