@@ -51,9 +51,10 @@ def best_recall(bad: np.ndarray, good: np.ndarray, in_domain: np.ndarray, max_go
 
 
 def auroc(bad: np.ndarray, good: np.ndarray) -> float:
-    """Probability that a random bad image scores above a random good one (ties count half)."""
-    diff = bad[:, None] - good[None, :]
-    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+    """Probability that a random bad image scores above a random good one (ties count half): sklearn's ROC AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.r_[np.ones(len(bad)), np.zeros(len(good))], np.r_[bad, good]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.io.png import FILTER_UP, encode_bilevel_png, encode_png
 
 __all__ = ["atomic_path", "encode_mask_png", "write_png", "write_mask_png", "write_mask_nifti"]
 
@@ -64,10 +67,6 @@ def encode_mask_png(mask: np.ndarray, binary: bool = True) -> bytes:
     at level 1 with a small memory level deflates them fastest. A 2048² lung mask is about 11 KB and takes 8 ms on the
     development box (Pillow's encoder: 32 ms, most of it spent choosing row filters; see :mod:`pipeline.io.png`).
     """
-    import zlib
-
-    from pipeline.io.png import FILTER_UP, encode_bilevel_png, encode_png
-
     if binary:
         return encode_bilevel_png(mask)
     return encode_png(np.asarray(mask).astype(np.uint8), row_filter=FILTER_UP, strategy=zlib.Z_RLE, mem_level=4)
